@@ -1,0 +1,96 @@
+//! Self-attention whose head count is a property of each layer, so pruned checkpoints load as they are.
+//!
+//! burn's stock `MultiHeadAttention` fixes `d_model = heads * head_dim`; after pruning a layer keeps
+//! `heads_kept * head_dim` rows of Q/K/V while the hidden size stays the same, hence this module.
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::activation::softmax;
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::config::BertConfig;
+use crate::error::ModelError;
+use crate::layers::{self, NamedTensor};
+use crate::weights::WeightSource;
+
+/// HF `attention.self`: Q/K/V projections of `hidden -> heads * head_dim`.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention<B: Backend> {
+    pub query: Linear<B>,
+    pub key: Linear<B>,
+    pub value: Linear<B>,
+    pub num_heads: usize,
+    pub head_dim: usize,
+}
+
+/// HF `attention.output`: projection back to `hidden`, residual, LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertSelfOutput<B: Backend> {
+    pub dense: Linear<B>,
+    pub layer_norm: LayerNorm<B>,
+}
+
+/// HF `attention`: self-attention plus its output block.
+#[derive(Module, Debug)]
+pub struct BertAttention<B: Backend> {
+    pub self_attention: BertSelfAttention<B>,
+    pub output: BertSelfOutput<B>,
+}
+
+impl<B: Backend> BertAttention<B> {
+    pub fn load(
+        cfg: &BertConfig,
+        layer: usize,
+        src: &mut dyn WeightSource,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let h = cfg.hidden_size;
+        let head_dim = cfg.head_dim();
+        let num_heads = cfg.kept_heads(layer).len();
+        let inner = num_heads * head_dim;
+        let p = format!("encoder.layer.{layer}.attention");
+        Ok(Self {
+            self_attention: BertSelfAttention {
+                query: layers::load_linear(src, &format!("{p}.self.query"), h, inner, device)?,
+                key: layers::load_linear(src, &format!("{p}.self.key"), h, inner, device)?,
+                value: layers::load_linear(src, &format!("{p}.self.value"), h, inner, device)?,
+                num_heads,
+                head_dim,
+            },
+            output: BertSelfOutput {
+                dense: layers::load_linear(src, &format!("{p}.output.dense"), inner, h, device)?,
+                layer_norm: layers::load_layer_norm(src, &format!("{p}.output.LayerNorm"), h, cfg.layer_norm_eps, device)?,
+            },
+        })
+    }
+
+    pub fn export(&self, layer: usize, out: &mut Vec<NamedTensor>) {
+        let p = format!("encoder.layer.{layer}.attention");
+        layers::export_linear(&self.self_attention.query, &format!("{p}.self.query"), out);
+        layers::export_linear(&self.self_attention.key, &format!("{p}.self.key"), out);
+        layers::export_linear(&self.self_attention.value, &format!("{p}.self.value"), out);
+        layers::export_linear(&self.output.dense, &format!("{p}.output.dense"), out);
+        layers::export_layer_norm(&self.output.layer_norm, &format!("{p}.output.LayerNorm"), out);
+    }
+
+    /// `x`: `[batch, seq, hidden]`; `mask_bias`: `[batch, 1, 1, seq]` (0 for tokens, very negative for padding);
+    /// `head_mask`: optional `[heads]` multiplied into each head's attention output (importance scoring).
+    pub fn forward(&self, x: Tensor<B, 3>, mask_bias: Tensor<B, 4>, head_mask: Option<&Tensor<B, 1>>) -> Tensor<B, 3> {
+        let sa = &self.self_attention;
+        let [batch, seq, _] = x.dims();
+        let (nh, hd) = (sa.num_heads, sa.head_dim);
+        let split = |t: Tensor<B, 3>| t.reshape([batch, seq, nh, hd]).swap_dims(1, 2);
+        let q = split(sa.query.forward(x.clone()));
+        let k = split(sa.key.forward(x.clone()));
+        let v = split(sa.value.forward(x.clone()));
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + mask_bias;
+        let probs = softmax(scores, 3);
+        let mut context = probs.matmul(v); // [batch, heads, seq, head_dim]
+        if let Some(m) = head_mask {
+            context = context * m.clone().reshape([1, nh, 1, 1]);
+        }
+        let context = context.swap_dims(1, 2).reshape([batch, seq, nh * hd]);
+        let out = self.output.dense.forward(context);
+        self.output.layer_norm.forward(out + x)
+    }
+}

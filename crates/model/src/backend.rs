@@ -1,0 +1,92 @@
+//! Backend choice at run time: CPU (burn-flex) always, CUDA (burn-cuda) when built with `--features cuda`.
+//!
+//! Stages are generic over `B: Backend`; a binary wraps its work in a [`BackendTask`] (or
+//! [`AutodiffTask`]) and [`run`] instantiates it for the backend the user chose. `auto` probes for the
+//! CUDA driver library first, because touching a CUDA device without one panics inside burn.
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+
+use crate::error::ModelError;
+
+/// The CPU backend (burn-flex: measured faster than burn-ndarray here, see BENCHMARKS.md).
+pub type Cpu = burn::backend::Flex;
+/// CPU with autodiff, for importance and distillation.
+pub type CpuAutodiff = burn::backend::Autodiff<Cpu>;
+#[cfg(feature = "cuda")]
+pub type Gpu = burn::backend::Cuda;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// CUDA when built in and a GPU driver is present, else CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Work to run on whichever backend was chosen.
+pub trait BackendTask {
+    type Output;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Work that needs gradients.
+pub trait AutodiffTask {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Whether the CUDA backend is compiled in and the driver library can be loaded.
+pub fn cuda_available() -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        // SAFETY: loading the driver library runs its initialisers only; we drop it straight away.
+        ["libcuda.so.1", "libcuda.so"].iter().any(|n| unsafe { libloading::Library::new(n) }.is_ok())
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        false
+    }
+}
+
+/// Resolves `auto` and rejects `cuda` where it cannot work, with the reason.
+pub fn resolve(kind: DeviceKind) -> Result<DeviceKind, ModelError> {
+    match kind {
+        DeviceKind::Cpu => Ok(DeviceKind::Cpu),
+        DeviceKind::Auto => Ok(if cuda_available() { DeviceKind::Cuda } else { DeviceKind::Cpu }),
+        DeviceKind::Cuda if !cfg!(feature = "cuda") => Err(ModelError::Other(
+            "--device cuda: this binary was built without CUDA (rebuild with `--features cuda`)".into(),
+        )),
+        DeviceKind::Cuda if !cuda_available() => Err(ModelError::Other(
+            "--device cuda: no CUDA driver found (libcuda.so.1); use --device cpu".into(),
+        )),
+        DeviceKind::Cuda => Ok(DeviceKind::Cuda),
+    }
+}
+
+/// Runs `task` on the chosen backend.
+pub fn run<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output, ModelError> {
+    match resolve(kind)? {
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => Ok(task.run::<Gpu>(Default::default())),
+        _ => Ok(task.run::<Cpu>(Default::default())),
+    }
+}
+
+/// Runs `task` on the chosen backend wrapped in autodiff.
+pub fn run_autodiff<T: AutodiffTask>(kind: DeviceKind, task: T) -> Result<T::Output, ModelError> {
+    match resolve(kind)? {
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => Ok(task.run::<burn::backend::Autodiff<Gpu>>(Default::default())),
+        _ => Ok(task.run::<CpuAutodiff>(Default::default())),
+    }
+}
+
+/// A one-line name of the resolved backend, for logs and reports.
+pub fn describe(kind: DeviceKind) -> String {
+    match resolve(kind) {
+        Ok(DeviceKind::Cuda) => "cuda (burn-cuda)".into(),
+        _ => format!("cpu (burn-flex, {} threads)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+    }
+}

@@ -1,0 +1,108 @@
+//! `BertModel`: embeddings, a stack of post-LayerNorm encoder layers, optional pooler.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::{backend::Backend, Int, Tensor};
+
+use crate::attention::BertAttention;
+use crate::config::BertConfig;
+use crate::embeddings::BertEmbeddings;
+use crate::error::ModelError;
+use crate::feed_forward::BertFeedForward;
+use crate::layers::{self, NamedTensor};
+use crate::masks::UnitMasks;
+use crate::weights::WeightSource;
+
+/// HF `encoder.layer.{i}`.
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    pub attention: BertAttention<B>,
+    pub feed_forward: BertFeedForward<B>,
+}
+
+/// HF `pooler`: dense + tanh on the first token (LaBSE's sentence embedding).
+#[derive(Module, Debug)]
+pub struct BertPooler<B: Backend> {
+    pub dense: Linear<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct BertModel<B: Backend> {
+    pub embeddings: BertEmbeddings<B>,
+    pub layers: Vec<BertLayer<B>>,
+    pub pooler: Option<BertPooler<B>>,
+}
+
+impl<B: Backend> BertModel<B> {
+    /// Builds the model from named weights; shapes follow `cfg` (per-layer heads and FFN widths).
+    pub fn load(cfg: &BertConfig, src: &mut dyn WeightSource, device: &B::Device) -> Result<Self, ModelError> {
+        let embeddings = BertEmbeddings::load(cfg, src, device)?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|l| {
+                Ok(BertLayer {
+                    attention: BertAttention::load(cfg, l, src, device)?,
+                    feed_forward: BertFeedForward::load(cfg, l, src, device)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let pooler = if src.has("pooler.dense.weight") {
+            let h = cfg.hidden_size;
+            Some(BertPooler { dense: layers::load_linear(src, "pooler.dense", h, h, device)? })
+        } else {
+            None
+        };
+        Ok(Self { embeddings, layers, pooler })
+    }
+
+    /// All parameters as HF-named tensors, in a stable order.
+    pub fn export(&self) -> Vec<NamedTensor> {
+        let mut out = Vec::new();
+        self.embeddings.export(&mut out);
+        for (l, layer) in self.layers.iter().enumerate() {
+            layer.attention.export(l, &mut out);
+            layer.feed_forward.export(l, &mut out);
+        }
+        if let Some(p) = &self.pooler {
+            layers::export_linear(&p.dense, "pooler.dense", &mut out);
+        }
+        out
+    }
+
+    /// `input_ids`: `[batch, seq]`; `attention_mask`: `[batch, seq]` with 1 for tokens, 0 for padding.
+    /// Returns the last hidden state `[batch, seq, hidden]`. Token types are all 0 (single sentences).
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2>,
+        masks: Option<&UnitMasks<B>>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq] = input_ids.dims();
+        let token_types = Tensor::<B, 2, Int>::zeros([batch, seq], &input_ids.device());
+        let mut x = self.embeddings.forward(input_ids, token_types);
+        // Additive bias: 0 where attended, float min where padded (as transformers does).
+        let bias = (attention_mask.neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq]);
+        for (l, layer) in self.layers.iter().enumerate() {
+            let hm = masks.and_then(|m| m.heads.get(l)).and_then(|t| t.as_ref());
+            let fm = masks.and_then(|m| m.ffn.get(l)).and_then(|t| t.as_ref());
+            x = layer.attention.forward(x, bias.clone(), hm);
+            x = layer.feed_forward.forward(x, fm);
+        }
+        x
+    }
+
+    /// Pooler output `tanh(W h_0 + b)` `[batch, hidden]`, or `None` when the checkpoint has no pooler.
+    pub fn pool(&self, hidden: &Tensor<B, 3>) -> Option<Tensor<B, 2>> {
+        let p = self.pooler.as_ref()?;
+        let [batch, _, h] = hidden.dims();
+        let first = hidden.clone().slice([0..batch, 0..1, 0..h]).reshape([batch, h]);
+        Some(p.dense.forward(first).tanh())
+    }
+
+    pub fn num_heads(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.attention.self_attention.num_heads).collect()
+    }
+
+    pub fn ffn_sizes(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.feed_forward.intermediate.weight.dims()[1]).collect()
+    }
+}

@@ -1,0 +1,106 @@
+//! Construction of burn's stock layers from HF-named weights, and their export back to HF layout.
+
+use burn::module::Param;
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+use crate::error::ModelError;
+use crate::weights::WeightSource;
+
+/// One tensor in Hugging Face layout, ready to be written to safetensors.
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+pub fn tensor1<B: Backend>(data: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
+    let n = data.len();
+    Tensor::from_data(TensorData::new(data, [n]), device)
+}
+
+pub fn tensor2<B: Backend>(data: Vec<f32>, shape: [usize; 2], device: &B::Device) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+/// Row-major `[rows, cols]` -> `[cols, rows]`.
+pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+pub fn to_vec<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Vec<f32> {
+    t.to_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data")
+}
+
+/// `prefix.weight` `[out, in]` (HF) and `prefix.bias` `[out]` -> burn `Linear` (weight stored `[in, out]`).
+pub fn load_linear<B: Backend>(
+    src: &mut dyn WeightSource,
+    prefix: &str,
+    d_in: usize,
+    d_out: usize,
+    device: &B::Device,
+) -> Result<Linear<B>, ModelError> {
+    let w = src.get(&format!("{prefix}.weight"), &[d_out, d_in])?;
+    let b = src.get(&format!("{prefix}.bias"), &[d_out])?;
+    Ok(Linear {
+        weight: Param::from_tensor(tensor2(transpose(&w, d_out, d_in), [d_in, d_out], device)),
+        bias: Some(Param::from_tensor(tensor1(b, device))),
+    })
+}
+
+pub fn export_linear<B: Backend>(lin: &Linear<B>, prefix: &str, out: &mut Vec<NamedTensor>) {
+    let [d_in, d_out] = lin.weight.dims();
+    let w = to_vec(&lin.weight.val());
+    out.push(NamedTensor {
+        name: format!("{prefix}.weight"),
+        shape: vec![d_out, d_in],
+        data: transpose(&w, d_in, d_out),
+    });
+    if let Some(b) = &lin.bias {
+        out.push(NamedTensor { name: format!("{prefix}.bias"), shape: vec![d_out], data: to_vec(&b.val()) });
+    }
+}
+
+pub fn load_layer_norm<B: Backend>(
+    src: &mut dyn WeightSource,
+    prefix: &str,
+    dim: usize,
+    eps: f64,
+    device: &B::Device,
+) -> Result<LayerNorm<B>, ModelError> {
+    let mut ln = LayerNormConfig::new(dim).with_epsilon(eps).init(device);
+    ln.gamma = Param::from_tensor(tensor1(src.get(&format!("{prefix}.weight"), &[dim])?, device));
+    ln.beta = Some(Param::from_tensor(tensor1(src.get(&format!("{prefix}.bias"), &[dim])?, device)));
+    Ok(ln)
+}
+
+pub fn export_layer_norm<B: Backend>(ln: &LayerNorm<B>, prefix: &str, out: &mut Vec<NamedTensor>) {
+    let g = to_vec(&ln.gamma.val());
+    out.push(NamedTensor { name: format!("{prefix}.weight"), shape: vec![g.len()], data: g });
+    if let Some(b) = &ln.beta {
+        let b = to_vec(&b.val());
+        out.push(NamedTensor { name: format!("{prefix}.bias"), shape: vec![b.len()], data: b });
+    }
+}
+
+pub fn load_embedding<B: Backend>(
+    src: &mut dyn WeightSource,
+    name: &str,
+    n: usize,
+    dim: usize,
+    device: &B::Device,
+) -> Result<Embedding<B>, ModelError> {
+    let w = src.get(name, &[n, dim])?;
+    Ok(Embedding { weight: Param::from_tensor(tensor2(w, [n, dim], device)) })
+}
+
+pub fn export_embedding<B: Backend>(e: &Embedding<B>, name: &str, out: &mut Vec<NamedTensor>) {
+    let [n, d] = e.weight.dims();
+    out.push(NamedTensor { name: name.to_string(), shape: vec![n, d], data: to_vec(&e.weight.val()) });
+}

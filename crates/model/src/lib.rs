@@ -1,0 +1,38 @@
+//! sekator's one BERT definition: config, checkpoint load/save, tokenizer, pooling, backend choice.
+//!
+//! Module and weight names follow Hugging Face's `modeling_bert.py` (`encoder.layer.{i}.attention.self.query`,
+//! ...), so the code reads beside it. Unlike transformers, every layer has its own head count and FFN width:
+//! a pruned checkpoint is a first-class model, not a masked one.
+
+pub mod attention;
+pub mod backend;
+pub mod bert;
+pub mod config;
+pub mod embeddings;
+pub mod error;
+pub mod feed_forward;
+pub mod layers;
+pub mod loader;
+pub mod manifest;
+pub mod masks;
+pub mod npy;
+pub mod pairs;
+pub mod pooling;
+pub mod rng;
+pub mod testing;
+pub mod text_encoder;
+pub mod tokenizer;
+pub mod weights;
+
+pub use backend::{AutodiffTask, BackendTask, Cpu, CpuAutodiff, DeviceKind};
+pub use bert::BertModel;
+pub use config::BertConfig;
+pub use error::ModelError;
+pub use layers::NamedTensor;
+pub use loader::{checkpoint_hash, file_hash, read_config, write_model_dir, SafetensorsWeights};
+pub use manifest::{write_atomic, Manifest};
+pub use masks::UnitMasks;
+pub use pairs::{Pair, PairData};
+pub use pooling::Pooling;
+pub use text_encoder::{EmbedOptions, Encoder, TokenBatch, Variants, WordEncoding};
+pub use tokenizer::{TextTokenizer, Tokens};

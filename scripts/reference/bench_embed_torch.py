@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""PyTorch baseline for embedding throughput (sentences/s), for BENCHMARKS.md.
+
+Why: the Rust encoder's speed is reported as a ratio to this number, so the
+setup mirrors the Rust benchmark: MiniLM f32 on CPU with 2 threads,
+max_length 128, batches taken in file order and padded to their own longest
+row, CLS and mean pooling both computed. Tokenization is inside the timed
+region (the Rust side tokenizes too). One untimed warm-up pass, then one
+timed pass over all texts for each batch size.
+
+    /root/venvs/sekator-ref/bin/python scripts/reference/bench_embed_torch.py \
+        /work/shared/data/encodechka/sentences_sample.txt
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def embed_all(tok, model, texts, batch, max_length):
+    for i in range(0, len(texts), batch):
+        enc = tok(texts[i:i + batch], padding=True, truncation=True,
+                  max_length=max_length, return_tensors="pt")
+        hidden = model(**enc).last_hidden_state
+        cls = hidden[:, 0]
+        m = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * m).sum(1) / m.sum(1)
+        del cls, mean
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("texts", help="one sentence per line")
+    p.add_argument("--model", default=str(REPO / "data/models/all-MiniLM-L6-v2"))
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    texts = [l.strip() for l in open(args.texts, encoding="utf-8") if l.strip()]
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModel.from_pretrained(args.model).float().eval()
+
+    result = {"texts": len(texts), "max_length": args.max_length}
+    with torch.inference_mode():
+        for batch in (1, 32):
+            embed_all(tok, model, texts[:64], batch, args.max_length)  # warm-up
+            t0 = time.perf_counter()
+            embed_all(tok, model, texts, batch, args.max_length)
+            result[f"batch{batch}_sent_per_s"] = round(len(texts) / (time.perf_counter() - t0), 2)
+    result.update(torch=torch.__version__, threads=torch.get_num_threads(),
+                  attn=model.config._attn_implementation)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
