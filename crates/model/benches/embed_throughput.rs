@@ -1,0 +1,46 @@
+//! `cargo bench -p sekator-model`: MiniLM embedding throughput on the CPU backend, batch 1 and 32, max length
+//! 128, over encodechka's `sentences_sample.txt` (the same texts as `scripts/reference/bench_embed_torch.py`).
+//!
+//! A plain harness rather than criterion: the quantity of interest is sentences per second over a fixed
+//! corpus, which is what PyTorch is compared on. Prints one JSON line per batch size.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use sekator_model::{Cpu, EmbedOptions, Encoder, Pooling};
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let model = std::env::var("SEKATOR_BENCH_MODEL")
+        .map(Into::into)
+        .unwrap_or_else(|_| root.join("data/models/all-MiniLM-L6-v2"));
+    let texts_path = std::env::var("SEKATOR_BENCH_TEXTS")
+        .map(Into::into)
+        .unwrap_or_else(|_| root.join("data/encodechka/sentences_sample.txt"));
+    let Ok(text) = std::fs::read_to_string(&texts_path) else {
+        eprintln!("skipping: {} not found (run `just setup`)", texts_path.display());
+        return;
+    };
+    let texts: Vec<String> = text.lines().map(String::from).collect();
+    run::<Cpu>("flex", &model, &texts);
+    // `cargo bench -p sekator-model --features ndarray` measures burn-ndarray beside it.
+    #[cfg(feature = "ndarray")]
+    run::<burn::backend::NdArray>("ndarray", &model, &texts);
+}
+
+fn run<B: Backend>(name: &str, model: &Path, texts: &[String]) {
+    let enc = Encoder::<B>::load(model, &Default::default()).expect("model loads (run `just setup`)");
+    for batch_size in [1usize, 32] {
+        let opts = EmbedOptions { pooling: Pooling::Mean, normalize: false, batch_size, max_length: 128 };
+        enc.embed(&texts[..batch_size.max(8)], &opts, |_| {}).unwrap(); // warm-up
+        let start = Instant::now();
+        let out = enc.embed(texts, &opts, |_| {}).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{{\"backend\": \"{name}\", \"batch_size\": {batch_size}, \"texts\": {}, \"seconds\": {secs:.3}, \"sent_per_s\": {:.1}}}",
+            out.len(),
+            out.len() as f64 / secs
+        );
+    }
+}
