@@ -19,7 +19,10 @@ fn main() {
         .map(Into::into)
         .unwrap_or_else(|_| root.join("data/encodechka/sentences_sample.txt"));
     let Ok(text) = std::fs::read_to_string(&texts_path) else {
-        eprintln!("skipping: {} not found (run `just setup`)", texts_path.display());
+        eprintln!(
+            "skipping: {} not found (run `just setup`)",
+            texts_path.display()
+        );
         return;
     };
     let texts: Vec<String> = text.lines().map(String::from).collect();
@@ -30,10 +33,17 @@ fn main() {
 }
 
 fn run<B: Backend>(name: &str, model: &Path, texts: &[String]) {
-    let enc = Encoder::<B>::load(model, &Default::default()).expect("model loads (run `just setup`)");
+    let enc =
+        Encoder::<B>::load(model, &Default::default()).expect("model loads (run `just setup`)");
     for batch_size in [1usize, 32] {
-        let opts = EmbedOptions { pooling: Pooling::Mean, normalize: false, batch_size, max_length: 128 };
-        enc.embed(&texts[..batch_size.max(8)], &opts, |_| {}).unwrap(); // warm-up
+        let opts = EmbedOptions {
+            pooling: Pooling::Mean,
+            normalize: false,
+            batch_size,
+            max_length: 128,
+        };
+        enc.embed(&texts[..batch_size.max(8)], &opts, |_| {})
+            .unwrap(); // warm-up
         let start = Instant::now();
         let out = enc.embed(texts, &opts, |_| {}).unwrap();
         let secs = start.elapsed().as_secs_f64();

@@ -59,7 +59,13 @@ impl<B: Backend> BertAttention<B> {
             },
             output: BertSelfOutput {
                 dense: layers::load_linear(src, &format!("{p}.output.dense"), inner, h, device)?,
-                layer_norm: layers::load_layer_norm(src, &format!("{p}.output.LayerNorm"), h, cfg.layer_norm_eps, device)?,
+                layer_norm: layers::load_layer_norm(
+                    src,
+                    &format!("{p}.output.LayerNorm"),
+                    h,
+                    cfg.layer_norm_eps,
+                    device,
+                )?,
             },
         })
     }
@@ -70,12 +76,21 @@ impl<B: Backend> BertAttention<B> {
         layers::export_linear(&self.self_attention.key, &format!("{p}.self.key"), out);
         layers::export_linear(&self.self_attention.value, &format!("{p}.self.value"), out);
         layers::export_linear(&self.output.dense, &format!("{p}.output.dense"), out);
-        layers::export_layer_norm(&self.output.layer_norm, &format!("{p}.output.LayerNorm"), out);
+        layers::export_layer_norm(
+            &self.output.layer_norm,
+            &format!("{p}.output.LayerNorm"),
+            out,
+        );
     }
 
     /// `x`: `[batch, seq, hidden]`; `mask_bias`: `[batch, 1, 1, seq]` (0 for tokens, very negative for padding);
     /// `head_mask`: optional `[heads]` multiplied into each head's attention output (importance scoring).
-    pub fn forward(&self, x: Tensor<B, 3>, mask_bias: Tensor<B, 4>, head_mask: Option<&Tensor<B, 1>>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask_bias: Tensor<B, 4>,
+        head_mask: Option<&Tensor<B, 1>>,
+    ) -> Tensor<B, 3> {
         let sa = &self.self_attention;
         let [batch, seq, _] = x.dims();
         let (nh, hd) = (sa.num_heads, sa.head_dim);
@@ -83,7 +98,10 @@ impl<B: Backend> BertAttention<B> {
         let q = split(sa.query.forward(x.clone()));
         let k = split(sa.key.forward(x.clone()));
         let v = split(sa.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + mask_bias;
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (hd as f64).sqrt())
+            + mask_bias;
         let probs = softmax(scores, 3);
         let mut context = probs.matmul(v); // [batch, heads, seq, head_dim]
         if let Some(m) = head_mask {

@@ -15,7 +15,17 @@ pub type CpuAutodiff = burn::backend::Autodiff<Cpu>;
 #[cfg(feature = "cuda")]
 pub type Gpu = burn::backend::Cuda;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// CUDA when built in and a GPU driver is present, else CPU.
@@ -42,7 +52,9 @@ pub fn cuda_available() -> bool {
     #[cfg(feature = "cuda")]
     {
         // SAFETY: loading the driver library runs its initialisers only; we drop it straight away.
-        ["libcuda.so.1", "libcuda.so"].iter().any(|n| unsafe { libloading::Library::new(n) }.is_ok())
+        ["libcuda.so.1", "libcuda.so"]
+            .iter()
+            .any(|n| unsafe { libloading::Library::new(n) }.is_ok())
     }
     #[cfg(not(feature = "cuda"))]
     {
@@ -54,9 +66,14 @@ pub fn cuda_available() -> bool {
 pub fn resolve(kind: DeviceKind) -> Result<DeviceKind, ModelError> {
     match kind {
         DeviceKind::Cpu => Ok(DeviceKind::Cpu),
-        DeviceKind::Auto => Ok(if cuda_available() { DeviceKind::Cuda } else { DeviceKind::Cpu }),
+        DeviceKind::Auto => Ok(if cuda_available() {
+            DeviceKind::Cuda
+        } else {
+            DeviceKind::Cpu
+        }),
         DeviceKind::Cuda if !cfg!(feature = "cuda") => Err(ModelError::Other(
-            "--device cuda: this binary was built without CUDA (rebuild with `--features cuda`)".into(),
+            "--device cuda: this binary was built without CUDA (rebuild with `--features cuda`)"
+                .into(),
         )),
         DeviceKind::Cuda if !cuda_available() => Err(ModelError::Other(
             "--device cuda: no CUDA driver found (libcuda.so.1); use --device cpu".into(),
@@ -87,6 +104,11 @@ pub fn run_autodiff<T: AutodiffTask>(kind: DeviceKind, task: T) -> Result<T::Out
 pub fn describe(kind: DeviceKind) -> String {
     match resolve(kind) {
         Ok(DeviceKind::Cuda) => "cuda (burn-cuda)".into(),
-        _ => format!("cpu (burn-flex, {} threads)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        _ => format!(
+            "cpu (burn-flex, {} threads)",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        ),
     }
 }

@@ -35,7 +35,11 @@ pub struct BertModel<B: Backend> {
 
 impl<B: Backend> BertModel<B> {
     /// Builds the model from named weights; shapes follow `cfg` (per-layer heads and FFN widths).
-    pub fn load(cfg: &BertConfig, src: &mut dyn WeightSource, device: &B::Device) -> Result<Self, ModelError> {
+    pub fn load(
+        cfg: &BertConfig,
+        src: &mut dyn WeightSource,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
         let embeddings = BertEmbeddings::load(cfg, src, device)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|l| {
@@ -47,11 +51,17 @@ impl<B: Backend> BertModel<B> {
             .collect::<Result<Vec<_>, ModelError>>()?;
         let pooler = if src.has("pooler.dense.weight") {
             let h = cfg.hidden_size;
-            Some(BertPooler { dense: layers::load_linear(src, "pooler.dense", h, h, device)? })
+            Some(BertPooler {
+                dense: layers::load_linear(src, "pooler.dense", h, h, device)?,
+            })
         } else {
             None
         };
-        Ok(Self { embeddings, layers, pooler })
+        Ok(Self {
+            embeddings,
+            layers,
+            pooler,
+        })
     }
 
     /// All parameters as HF-named tensors, in a stable order.
@@ -80,7 +90,9 @@ impl<B: Backend> BertModel<B> {
         let token_types = Tensor::<B, 2, Int>::zeros([batch, seq], &input_ids.device());
         let mut x = self.embeddings.forward(input_ids, token_types);
         // Additive bias: 0 where attended, float min where padded (as transformers does).
-        let bias = (attention_mask.neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq]);
+        let bias = (attention_mask.neg() + 1.0)
+            .mul_scalar(f32::MIN)
+            .reshape([batch, 1, 1, seq]);
         for (l, layer) in self.layers.iter().enumerate() {
             let hm = masks.and_then(|m| m.heads.get(l)).and_then(|t| t.as_ref());
             let fm = masks.and_then(|m| m.ffn.get(l)).and_then(|t| t.as_ref());
@@ -94,15 +106,24 @@ impl<B: Backend> BertModel<B> {
     pub fn pool(&self, hidden: &Tensor<B, 3>) -> Option<Tensor<B, 2>> {
         let p = self.pooler.as_ref()?;
         let [batch, _, h] = hidden.dims();
-        let first = hidden.clone().slice([0..batch, 0..1, 0..h]).reshape([batch, h]);
+        let first = hidden
+            .clone()
+            .slice([0..batch, 0..1, 0..h])
+            .reshape([batch, h]);
         Some(p.dense.forward(first).tanh())
     }
 
     pub fn num_heads(&self) -> Vec<usize> {
-        self.layers.iter().map(|l| l.attention.self_attention.num_heads).collect()
+        self.layers
+            .iter()
+            .map(|l| l.attention.self_attention.num_heads)
+            .collect()
     }
 
     pub fn ffn_sizes(&self) -> Vec<usize> {
-        self.layers.iter().map(|l| l.feed_forward.intermediate.weight.dims()[1]).collect()
+        self.layers
+            .iter()
+            .map(|l| l.feed_forward.intermediate.weight.dims()[1])
+            .collect()
     }
 }

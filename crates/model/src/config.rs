@@ -106,7 +106,10 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu") {
+        if !matches!(
+            self.hidden_act.as_str(),
+            "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu"
+        ) {
             return Err(format!("unsupported hidden_act {:?}", self.hidden_act));
         }
         for (layer, heads) in &self.pruned_heads {
@@ -114,13 +117,21 @@ impl BertConfig {
                 .parse()
                 .map_err(|_| format!("pruned_heads key {layer:?} is not a layer index"))?;
             if l >= self.num_hidden_layers {
-                return Err(format!("pruned_heads names layer {l}, model has {}", self.num_hidden_layers));
+                return Err(format!(
+                    "pruned_heads names layer {l}, model has {}",
+                    self.num_hidden_layers
+                ));
             }
             if let Some(h) = heads.iter().find(|&&h| h >= self.num_attention_heads) {
-                return Err(format!("pruned_heads[{l}] names head {h}, model has {}", self.num_attention_heads));
+                return Err(format!(
+                    "pruned_heads[{l}] names head {h}, model has {}",
+                    self.num_attention_heads
+                ));
             }
             if self.kept_heads(l).is_empty() {
-                return Err(format!("pruned_heads removes every head of layer {l}; sekator needs at least one"));
+                return Err(format!(
+                    "pruned_heads removes every head of layer {l}; sekator needs at least one"
+                ));
             }
         }
         if let Some(sizes) = &self.intermediate_sizes {
@@ -153,7 +164,9 @@ impl BertConfig {
 
     /// Number of heads per layer after pruning.
     pub fn heads_per_layer(&self) -> Vec<usize> {
-        (0..self.num_hidden_layers).map(|l| self.kept_heads(l).len()).collect()
+        (0..self.num_hidden_layers)
+            .map(|l| self.kept_heads(l).len())
+            .collect()
     }
 
     /// FFN width per layer.
@@ -175,7 +188,11 @@ impl BertConfig {
 
     /// Original indices of the FFN neurons still present in `layer`, ascending.
     pub fn kept_ffn(&self, layer: usize) -> Vec<usize> {
-        let pruned = self.pruned_ffn.get(&layer.to_string()).cloned().unwrap_or_default();
+        let pruned = self
+            .pruned_ffn
+            .get(&layer.to_string())
+            .cloned()
+            .unwrap_or_default();
         let original = self.ffn_sizes()[layer] + pruned.len();
         (0..original).filter(|i| !pruned.contains(i)).collect()
     }

@@ -18,10 +18,20 @@ pub struct BertEmbeddings<B: Backend> {
 }
 
 impl<B: Backend> BertEmbeddings<B> {
-    pub fn load(cfg: &BertConfig, src: &mut dyn WeightSource, device: &B::Device) -> Result<Self, ModelError> {
+    pub fn load(
+        cfg: &BertConfig,
+        src: &mut dyn WeightSource,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
         let h = cfg.hidden_size;
         Ok(Self {
-            word_embeddings: layers::load_embedding(src, "embeddings.word_embeddings.weight", cfg.vocab_size, h, device)?,
+            word_embeddings: layers::load_embedding(
+                src,
+                "embeddings.word_embeddings.weight",
+                cfg.vocab_size,
+                h,
+                device,
+            )?,
             position_embeddings: layers::load_embedding(
                 src,
                 "embeddings.position_embeddings.weight",
@@ -36,19 +46,41 @@ impl<B: Backend> BertEmbeddings<B> {
                 h,
                 device,
             )?,
-            layer_norm: layers::load_layer_norm(src, "embeddings.LayerNorm", h, cfg.layer_norm_eps, device)?,
+            layer_norm: layers::load_layer_norm(
+                src,
+                "embeddings.LayerNorm",
+                h,
+                cfg.layer_norm_eps,
+                device,
+            )?,
         })
     }
 
     pub fn export(&self, out: &mut Vec<NamedTensor>) {
-        layers::export_embedding(&self.word_embeddings, "embeddings.word_embeddings.weight", out);
-        layers::export_embedding(&self.position_embeddings, "embeddings.position_embeddings.weight", out);
-        layers::export_embedding(&self.token_type_embeddings, "embeddings.token_type_embeddings.weight", out);
+        layers::export_embedding(
+            &self.word_embeddings,
+            "embeddings.word_embeddings.weight",
+            out,
+        );
+        layers::export_embedding(
+            &self.position_embeddings,
+            "embeddings.position_embeddings.weight",
+            out,
+        );
+        layers::export_embedding(
+            &self.token_type_embeddings,
+            "embeddings.token_type_embeddings.weight",
+            out,
+        );
         layers::export_layer_norm(&self.layer_norm, "embeddings.LayerNorm", out);
     }
 
     /// `input_ids`, `token_type_ids`: `[batch, seq]` -> `[batch, seq, hidden]`. Positions are `0..seq`.
-    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, token_type_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        token_type_ids: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
         let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)

@@ -17,11 +17,20 @@ pub enum ModelError {
     #[error("{}: corrupt safetensors file: {msg}", path.display())]
     Safetensors { path: PathBuf, msg: String },
     #[error("{}: tensor `{name}` has unsupported dtype {dtype} (supported: F32, F16, BF16)", path.display())]
-    Dtype { path: PathBuf, name: String, dtype: String },
+    Dtype {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
     #[error("{}: tensor `{name}` is missing", path.display())]
     MissingTensor { path: PathBuf, name: String },
     #[error("{}: tensor `{name}` has shape {found:?}, config.json implies {expected:?}", path.display())]
-    Shape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
+    Shape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     #[error("{}: tokenizer: {msg}", path.display())]
     Tokenizer { path: PathBuf, msg: String },
     #[error("{0}")]
@@ -30,6 +39,9 @@ pub enum ModelError {
 
 impl ModelError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        ModelError::Io { path: path.to_path_buf(), source }
+        ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

@@ -40,9 +40,21 @@ impl<B: Backend> BertFeedForward<B> {
         let w = cfg.ffn_sizes()[layer];
         let p = format!("encoder.layer.{layer}");
         Ok(Self {
-            intermediate: layers::load_linear(src, &format!("{p}.intermediate.dense"), h, w, device)?,
+            intermediate: layers::load_linear(
+                src,
+                &format!("{p}.intermediate.dense"),
+                h,
+                w,
+                device,
+            )?,
             output: layers::load_linear(src, &format!("{p}.output.dense"), w, h, device)?,
-            layer_norm: layers::load_layer_norm(src, &format!("{p}.output.LayerNorm"), h, cfg.layer_norm_eps, device)?,
+            layer_norm: layers::load_layer_norm(
+                src,
+                &format!("{p}.output.LayerNorm"),
+                h,
+                cfg.layer_norm_eps,
+                device,
+            )?,
             act: match cfg.hidden_act.as_str() {
                 "relu" => ACT_RELU,
                 "gelu_new" | "gelu_pytorch_tanh" => ACT_GELU_TANH,

@@ -35,7 +35,10 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 pub fn to_vec<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Vec<f32> {
-    t.to_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data")
+    t.to_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("f32 tensor data")
 }
 
 /// `prefix.weight` `[out, in]` (HF) and `prefix.bias` `[out]` -> burn `Linear` (weight stored `[in, out]`).
@@ -63,7 +66,11 @@ pub fn export_linear<B: Backend>(lin: &Linear<B>, prefix: &str, out: &mut Vec<Na
         data: transpose(&w, d_in, d_out),
     });
     if let Some(b) = &lin.bias {
-        out.push(NamedTensor { name: format!("{prefix}.bias"), shape: vec![d_out], data: to_vec(&b.val()) });
+        out.push(NamedTensor {
+            name: format!("{prefix}.bias"),
+            shape: vec![d_out],
+            data: to_vec(&b.val()),
+        });
     }
 }
 
@@ -75,17 +82,31 @@ pub fn load_layer_norm<B: Backend>(
     device: &B::Device,
 ) -> Result<LayerNorm<B>, ModelError> {
     let mut ln = LayerNormConfig::new(dim).with_epsilon(eps).init(device);
-    ln.gamma = Param::from_tensor(tensor1(src.get(&format!("{prefix}.weight"), &[dim])?, device));
-    ln.beta = Some(Param::from_tensor(tensor1(src.get(&format!("{prefix}.bias"), &[dim])?, device)));
+    ln.gamma = Param::from_tensor(tensor1(
+        src.get(&format!("{prefix}.weight"), &[dim])?,
+        device,
+    ));
+    ln.beta = Some(Param::from_tensor(tensor1(
+        src.get(&format!("{prefix}.bias"), &[dim])?,
+        device,
+    )));
     Ok(ln)
 }
 
 pub fn export_layer_norm<B: Backend>(ln: &LayerNorm<B>, prefix: &str, out: &mut Vec<NamedTensor>) {
     let g = to_vec(&ln.gamma.val());
-    out.push(NamedTensor { name: format!("{prefix}.weight"), shape: vec![g.len()], data: g });
+    out.push(NamedTensor {
+        name: format!("{prefix}.weight"),
+        shape: vec![g.len()],
+        data: g,
+    });
     if let Some(b) = &ln.beta {
         let b = to_vec(&b.val());
-        out.push(NamedTensor { name: format!("{prefix}.bias"), shape: vec![b.len()], data: b });
+        out.push(NamedTensor {
+            name: format!("{prefix}.bias"),
+            shape: vec![b.len()],
+            data: b,
+        });
     }
 }
 
@@ -97,10 +118,16 @@ pub fn load_embedding<B: Backend>(
     device: &B::Device,
 ) -> Result<Embedding<B>, ModelError> {
     let w = src.get(name, &[n, dim])?;
-    Ok(Embedding { weight: Param::from_tensor(tensor2(w, [n, dim], device)) })
+    Ok(Embedding {
+        weight: Param::from_tensor(tensor2(w, [n, dim], device)),
+    })
 }
 
 pub fn export_embedding<B: Backend>(e: &Embedding<B>, name: &str, out: &mut Vec<NamedTensor>) {
     let [n, d] = e.weight.dims();
-    out.push(NamedTensor { name: name.to_string(), shape: vec![n, d], data: to_vec(&e.weight.val()) });
+    out.push(NamedTensor {
+        name: name.to_string(),
+        shape: vec![n, d],
+        data: to_vec(&e.weight.val()),
+    });
 }

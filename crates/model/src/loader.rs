@@ -48,11 +48,17 @@ impl SafetensorsWeights {
             vec![single]
         } else if index.exists() {
             let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| ModelError::Safetensors { path: index.clone(), msg: e.to_string() })?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| ModelError::Safetensors {
+                    path: index.clone(),
+                    msg: e.to_string(),
+                })?;
             let mut shards: Vec<String> = v["weight_map"]
                 .as_object()
-                .ok_or_else(|| ModelError::Safetensors { path: index.clone(), msg: "no weight_map".into() })?
+                .ok_or_else(|| ModelError::Safetensors {
+                    path: index.clone(),
+                    msg: "no weight_map".into(),
+                })?
                 .values()
                 .filter_map(|s| s.as_str().map(String::from))
                 .collect();
@@ -65,7 +71,10 @@ impl SafetensorsWeights {
             } else {
                 ""
             };
-            return Err(ModelError::Other(format!("{}: not found{hint}", single.display())));
+            return Err(ModelError::Other(format!(
+                "{}: not found{hint}",
+                single.display()
+            )));
         };
         Self::open_files(&paths)
     }
@@ -78,8 +87,11 @@ impl SafetensorsWeights {
             // SAFETY: the file is opened read-only and we never hand out references beyond `self`'s lifetime;
             // a checkpoint modified by another process while we read it is outside what we can guard against.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
-            let (header, meta) = SafeTensors::read_metadata(&mmap)
-                .map_err(|e| ModelError::Safetensors { path: path.clone(), msg: e.to_string() })?;
+            let (header, meta) =
+                SafeTensors::read_metadata(&mmap).map_err(|e| ModelError::Safetensors {
+                    path: path.clone(),
+                    msg: e.to_string(),
+                })?;
             let base = 8 + header;
             for (name, info) in meta.tensors() {
                 let (start, end) = info.data_offsets;
@@ -96,7 +108,13 @@ impl SafetensorsWeights {
                     .to_string();
                 entries.insert(
                     key,
-                    Entry { file: i, dtype: info.dtype, shape: info.shape.clone(), start: base + start, end: base + end },
+                    Entry {
+                        file: i,
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        start: base + start,
+                        end: base + end,
+                    },
                 );
             }
             files.push((path.clone(), mmap));
@@ -117,14 +135,20 @@ impl SafetensorsWeights {
 
     /// The tensor `name` converted to f32, whatever its shape.
     pub fn read_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), ModelError> {
-        let e = self.entries.get(name).ok_or_else(|| ModelError::MissingTensor {
-            path: self.files[0].0.clone(),
-            name: name.to_string(),
-        })?;
+        let e = self
+            .entries
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                path: self.files[0].0.clone(),
+                name: name.to_string(),
+            })?;
         let (path, mmap) = &self.files[e.file];
         let bytes = &mmap[e.start..e.end];
         let data = match e.dtype {
-            Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             Dtype::F16 => bytes
                 .chunks_exact(2)
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -134,7 +158,11 @@ impl SafetensorsWeights {
                 .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
             other => {
-                return Err(ModelError::Dtype { path: path.clone(), name: name.to_string(), dtype: format!("{other:?}") })
+                return Err(ModelError::Dtype {
+                    path: path.clone(),
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                })
             }
         };
         Ok((e.shape.clone(), data))
@@ -146,11 +174,18 @@ impl WeightSource for SafetensorsWeights {
         // Old TF-converted checkpoints name LayerNorm parameters gamma/beta.
         let resolved = if !self.entries.contains_key(name) && name.contains("LayerNorm") {
             let alt = name.replace(".weight", ".gamma").replace(".bias", ".beta");
-            if self.entries.contains_key(&alt) { alt } else { name.to_string() }
+            if self.entries.contains_key(&alt) {
+                alt
+            } else {
+                name.to_string()
+            }
         } else {
             name.to_string()
         };
-        let file = self.entries.get(&resolved).map(|e| self.files[e.file].0.clone());
+        let file = self
+            .entries
+            .get(&resolved)
+            .map(|e| self.files[e.file].0.clone());
         let (found, data) = self.read_f32(&resolved)?;
         if found != shape {
             return Err(ModelError::Shape {
@@ -171,7 +206,10 @@ impl WeightSource for SafetensorsWeights {
 /// Checks that `dir` is a model directory and returns its parsed config.
 pub fn read_config(dir: &Path) -> Result<BertConfig, ModelError> {
     if !dir.is_dir() {
-        return Err(ModelError::NotAModelDir { path: dir.to_path_buf(), missing: !dir.exists() });
+        return Err(ModelError::NotAModelDir {
+            path: dir.to_path_buf(),
+            missing: !dir.exists(),
+        });
     }
     let path = dir.join(CONFIG_FILE);
     if !path.exists() {
@@ -224,7 +262,11 @@ fn copy_dir_filtered(src: &Path, dst: &Path, top: bool, skip: &[&Path]) -> Resul
 }
 
 /// Writes `tensors` as F32 safetensors into `path` (in HF `[out, in]` layout, names without prefix).
-pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: BTreeMap<String, String>) -> Result<(), ModelError> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[NamedTensor],
+    metadata: BTreeMap<String, String>,
+) -> Result<(), ModelError> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
@@ -240,8 +282,12 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: BTreeMa
         .collect::<Result<Vec<_>, _>>()?;
     let mut meta: HashMap<String, String> = metadata.into_iter().collect();
     meta.entry("format".into()).or_insert_with(|| "pt".into());
-    safetensors::tensor::serialize_to_file(views, Some(meta), path)
-        .map_err(|e| ModelError::Safetensors { path: path.to_path_buf(), msg: e.to_string() })
+    safetensors::tensor::serialize_to_file(views, Some(meta), path).map_err(|e| {
+        ModelError::Safetensors {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        }
+    })
 }
 
 /// Writes a complete model directory atomically: config, weights, and every tokenizer/sentence-transformers
@@ -259,9 +305,15 @@ pub fn write_model_dir(
             out.display()
         )));
     }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
-    let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model".into());
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
@@ -272,7 +324,8 @@ pub fn write_model_dir(
         std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
     }
     let cfg_path = tmp.join(CONFIG_FILE);
-    let text = serde_json::to_string_pretty(config).map_err(|e| ModelError::Other(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(config).map_err(|e| ModelError::Other(e.to_string()))?;
     std::fs::write(&cfg_path, text + "\n").map_err(|e| ModelError::io(&cfg_path, e))?;
     write_safetensors(&tmp.join(WEIGHTS_FILE), tensors, BTreeMap::new())?;
     if out.exists() {
@@ -291,7 +344,10 @@ pub fn checkpoint_hash(dir: &Path) -> Result<String, ModelError> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
-                .map(|n| n.to_string_lossy().starts_with("model") && n.to_string_lossy().ends_with(".safetensors"))
+                .map(|n| {
+                    n.to_string_lossy().starts_with("model")
+                        && n.to_string_lossy().ends_with(".safetensors")
+                })
                 .unwrap_or(false)
         })
         .collect();

@@ -53,7 +53,8 @@ impl Manifest {
     }
 
     pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| ModelError::Other(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| ModelError::Other(e.to_string()))?;
         write_atomic(&dir.join(MANIFEST_FILE), text.as_bytes())
     }
 }
@@ -63,7 +64,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))

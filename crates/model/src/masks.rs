@@ -18,16 +18,24 @@ impl<B: Backend> UnitMasks<B> {
     /// All-ones masks shaped like a model with these per-layer head counts and FFN widths.
     pub fn ones(heads: &[usize], ffn: &[usize], device: &B::Device) -> Self {
         Self {
-            heads: heads.iter().map(|&n| Some(Tensor::ones([n], device))).collect(),
-            ffn: ffn.iter().map(|&n| Some(Tensor::ones([n], device))).collect(),
+            heads: heads
+                .iter()
+                .map(|&n| Some(Tensor::ones([n], device)))
+                .collect(),
+            ffn: ffn
+                .iter()
+                .map(|&n| Some(Tensor::ones([n], device)))
+                .collect(),
         }
     }
 
     /// Masks from 0/1 (or any) values given as plain vectors; an empty vector means "no mask" for that layer.
     pub fn from_values(heads: &[Vec<f32>], ffn: &[Vec<f32>], device: &B::Device) -> Self {
-        let conv = |v: &Vec<f32>| {
-            (!v.is_empty()).then(|| crate::layers::tensor1::<B>(v.clone(), device))
-        };
-        Self { heads: heads.iter().map(conv).collect(), ffn: ffn.iter().map(conv).collect() }
+        let conv =
+            |v: &Vec<f32>| (!v.is_empty()).then(|| crate::layers::tensor1::<B>(v.clone(), device));
+        Self {
+            heads: heads.iter().map(conv).collect(),
+            ffn: ffn.iter().map(conv).collect(),
+        }
     }
 }

@@ -7,7 +7,11 @@ use crate::error::ModelError;
 
 /// Writes `rows` (all of length `dim`) as a `[rows, dim]` float32 array.
 pub fn write_f32(w: &mut impl Write, rows: &[Vec<f32>], dim: usize) -> std::io::Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", rows.len(), dim);
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        rows.len(),
+        dim
+    );
     // magic(6) + version(2) + len(2) + header + '\n' must be a multiple of 64.
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
@@ -36,7 +40,10 @@ pub fn read_f32(path: &Path) -> Result<(usize, usize, Vec<f32>), ModelError> {
     }
     let (hlen, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        _ => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
     };
     let header = std::str::from_utf8(&bytes[start..start + hlen]).map_err(|_| bad("bad header"))?;
     if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
@@ -47,7 +54,10 @@ pub fn read_f32(path: &Path) -> Result<(usize, usize, Vec<f32>), ModelError> {
         .nth(1)
         .and_then(|s| s.split(')').next())
         .ok_or_else(|| bad("no shape"))?;
-    let dims: Vec<usize> = shape.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let (rows, cols) = match dims.as_slice() {
         [r, c] => (*r, *c),
         [r] => (*r, 1),

@@ -35,7 +35,12 @@ impl PairData {
             )));
         }
         let f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-        let mut data = PairData { path: path.to_path_buf(), pairs: Vec::new(), skipped: 0, first_bad: Vec::new() };
+        let mut data = PairData {
+            path: path.to_path_buf(),
+            pairs: Vec::new(),
+            skipped: 0,
+            first_bad: Vec::new(),
+        };
         for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
             let line = line.map_err(|e| ModelError::io(path, e))?;
             let line = line.trim_end_matches('\r');
@@ -45,7 +50,10 @@ impl PairData {
             let fields: Vec<&str> = line.split('\t').collect();
             let reason = match fields.as_slice() {
                 [en, ru] if !en.trim().is_empty() && !ru.trim().is_empty() => {
-                    data.pairs.push(Pair { en: en.trim().to_string(), ru: ru.trim().to_string() });
+                    data.pairs.push(Pair {
+                        en: en.trim().to_string(),
+                        ru: ru.trim().to_string(),
+                    });
                     continue;
                 }
                 [_] => "no tab",
@@ -58,8 +66,17 @@ impl PairData {
             }
         }
         if data.skipped > 0 {
-            let shown: Vec<String> = data.first_bad.iter().map(|(n, r)| format!("line {n}: {r}")).collect();
-            tracing::warn!("{}: skipped {} malformed lines ({})", path.display(), data.skipped, shown.join("; "));
+            let shown: Vec<String> = data
+                .first_bad
+                .iter()
+                .map(|(n, r)| format!("line {n}: {r}"))
+                .collect();
+            tracing::warn!(
+                "{}: skipped {} malformed lines ({})",
+                path.display(),
+                data.skipped,
+                shown.join("; ")
+            );
         }
         if data.pairs.is_empty() {
             return Err(ModelError::Other(format!(
@@ -75,6 +92,9 @@ impl PairData {
     pub fn sample(&self, n: usize, seed: u64) -> Vec<Pair> {
         let mut idx: Vec<usize> = (0..self.pairs.len()).collect();
         SplitMix64::new(seed).shuffle(&mut idx);
-        idx.into_iter().take(n).map(|i| self.pairs[i].clone()).collect()
+        idx.into_iter()
+            .take(n)
+            .map(|i| self.pairs[i].clone())
+            .collect()
     }
 }

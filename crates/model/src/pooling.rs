@@ -6,7 +6,9 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use crate::bert::BertModel;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// Hidden state of the first token (`[CLS]`).
@@ -44,7 +46,12 @@ pub fn mean<B: Backend>(hidden: &Tensor<B, 3>, mask: &Tensor<B, 2>) -> Tensor<B,
 
 /// Row-wise L2 normalisation (rows of zero norm stay zero).
 pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let norm = x.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+    let norm = x
+        .clone()
+        .powf_scalar(2.0)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
     x / norm
 }
 
@@ -95,5 +102,12 @@ pub fn default_pooling(dir: &Path, has_pooler: bool) -> (Pooling, bool) {
             return (Pooling::Cls, normalize);
         }
     }
-    (if has_pooler { Pooling::Pooler } else { Pooling::Cls }, normalize)
+    (
+        if has_pooler {
+            Pooling::Pooler
+        } else {
+            Pooling::Cls
+        },
+        normalize,
+    )
 }

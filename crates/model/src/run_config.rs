@@ -68,37 +68,57 @@ impl RunConfig {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         let table: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| ModelError::Config { path: path.to_path_buf(), msg: e.to_string() })?;
+            .map_err(|e: toml::de::Error| ModelError::Config {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
         if let Some(k) = table.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
             return Err(ModelError::Config {
                 path: path.to_path_buf(),
                 msg: format!("unknown section [{k}] (known: {})", SECTIONS.join(", ")),
             });
         }
-        let run_value = table.get("run").cloned().ok_or_else(|| ModelError::Config {
+        let run_value = table
+            .get("run")
+            .cloned()
+            .ok_or_else(|| ModelError::Config {
+                path: path.to_path_buf(),
+                msg: "missing [run] section (name, model, ...)".into(),
+            })?;
+        let run: RunSection =
+            run_value
+                .try_into()
+                .map_err(|e: toml::de::Error| ModelError::Config {
+                    path: path.to_path_buf(),
+                    msg: format!("[run]: {e}"),
+                })?;
+        Ok(Self {
             path: path.to_path_buf(),
-            msg: "missing [run] section (name, model, ...)".into(),
-        })?;
-        let run: RunSection = run_value
-            .try_into()
-            .map_err(|e: toml::de::Error| ModelError::Config { path: path.to_path_buf(), msg: format!("[run]: {e}") })?;
-        Ok(Self { path: path.to_path_buf(), run, table })
+            run,
+            table,
+        })
     }
 
     /// Deserialises section `name` into the stage's own settings (all defaults when the section is absent).
     pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, ModelError> {
         match self.table.get(name) {
             None => Ok(T::default()),
-            Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| ModelError::Config {
-                path: self.path.clone(),
-                msg: format!("[{name}]: {e}"),
-            }),
+            Some(v) => v
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| ModelError::Config {
+                    path: self.path.clone(),
+                    msg: format!("[{name}]: {e}"),
+                }),
         }
     }
 
     /// The raw section, for manifests (so a change in one section reruns only that stage and later ones).
     pub fn section_json(&self, name: &str) -> serde_json::Value {
-        self.table.get(name).and_then(|v| serde_json::to_value(v).ok()).unwrap_or(serde_json::Value::Null)
+        self.table
+            .get(name)
+            .and_then(|v| serde_json::to_value(v).ok())
+            .unwrap_or(serde_json::Value::Null)
     }
 
     /// `<runs_dir>/<name>/<stage>`.

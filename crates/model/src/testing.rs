@@ -21,7 +21,10 @@ pub fn tiny_config(layers: usize) -> BertConfig {
 
 /// A WordPiece vocabulary that covers lowercase Latin and Cyrillic text letter by letter.
 pub fn tiny_vocab() -> Vec<String> {
-    let mut v: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
+    let mut v: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let letters: Vec<char> = ('a'..='z').chain('а'..='я').chain('0'..='9').collect();
     for c in &letters {
         v.push(c.to_string());
@@ -36,9 +39,18 @@ pub fn tiny_vocab() -> Vec<String> {
 }
 
 /// Writes a random model with `cfg` (pruned heads and FFN widths honoured) plus a `vocab.txt` tokenizer.
-pub fn write_random_model<B: Backend>(dir: &Path, cfg: &BertConfig, seed: u64, device: &B::Device) -> Result<(), ModelError> {
+pub fn write_random_model<B: Backend>(
+    dir: &Path,
+    cfg: &BertConfig,
+    seed: u64,
+    device: &B::Device,
+) -> Result<(), ModelError> {
     let vocab = tiny_vocab();
-    assert!(vocab.len() <= cfg.vocab_size, "tiny vocab ({}) exceeds vocab_size", vocab.len());
+    assert!(
+        vocab.len() <= cfg.vocab_size,
+        "tiny vocab ({}) exceeds vocab_size",
+        vocab.len()
+    );
     let mut src = RandomWeights::new(seed);
     let model = BertModel::<B>::load(cfg, &mut src, device)?;
     loader::write_model_dir(dir, cfg, &model.export(), None, true)?;

@@ -34,7 +34,12 @@ impl TokenBatch {
                 mask[r * seq + c] = 1.0;
             }
         }
-        Self { ids, mask, batch: tokens.len(), seq }
+        Self {
+            ids,
+            mask,
+            batch: tokens.len(),
+            seq,
+        }
     }
 
     pub fn tensors<B: Backend>(&self, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2>) {
@@ -75,7 +80,10 @@ impl WordEncoding {
             if let Some(w) = *w {
                 if w < n_words {
                     counts[w] += 1;
-                    for (s, v) in sums[w].iter_mut().zip(&self.hidden[t * self.dim..(t + 1) * self.dim]) {
+                    for (s, v) in sums[w]
+                        .iter_mut()
+                        .zip(&self.hidden[t * self.dim..(t + 1) * self.dim])
+                    {
                         *s += v;
                     }
                 }
@@ -119,12 +127,26 @@ impl<B: Backend> Encoder<B> {
         let model = BertModel::load(&config, &mut weights, device)?;
         let tokenizer = TextTokenizer::from_dir(dir)?;
         let (pooling, normalize) = pooling::default_pooling(dir, model.pooler.is_some());
-        Ok(Self { model, config, tokenizer, dir: dir.to_path_buf(), pooling, normalize, device: device.clone() })
+        Ok(Self {
+            model,
+            config,
+            tokenizer,
+            dir: dir.to_path_buf(),
+            pooling,
+            normalize,
+            device: device.clone(),
+        })
     }
 
     /// Writes the (possibly modified) model as a Hugging Face directory, copying tokenizer files.
     pub fn save(&self, out: &Path, overwrite: bool) -> Result<(), ModelError> {
-        loader::write_model_dir(out, &self.config, &self.model.export(), Some(&self.dir), overwrite)
+        loader::write_model_dir(
+            out,
+            &self.config,
+            &self.model.export(),
+            Some(&self.dir),
+            overwrite,
+        )
     }
 
     pub fn hidden_size(&self) -> usize {
@@ -137,11 +159,16 @@ impl<B: Backend> Encoder<B> {
 
     /// Tokenises with truncation at `max_length` (capped at the model's position limit).
     pub fn tokenize(&self, texts: &[&str], max_length: usize) -> Result<Vec<Tokens>, ModelError> {
-        self.tokenizer.encode(texts, max_length.min(self.config.max_position_embeddings))
+        self.tokenizer
+            .encode(texts, max_length.min(self.config.max_position_embeddings))
     }
 
     /// One forward pass: `(last_hidden_state [b, s, h], attention mask [b, s])`.
-    pub fn forward(&self, batch: &TokenBatch, masks: Option<&UnitMasks<B>>) -> (Tensor<B, 3>, Tensor<B, 2>) {
+    pub fn forward(
+        &self,
+        batch: &TokenBatch,
+        masks: Option<&UnitMasks<B>>,
+    ) -> (Tensor<B, 3>, Tensor<B, 2>) {
         let (ids, mask) = batch.tensors::<B>(&self.device);
         (self.model.forward(ids, mask.clone(), masks), mask)
     }
@@ -150,7 +177,10 @@ impl<B: Backend> Encoder<B> {
     pub fn length_batches(tokens: &[Tokens], batch_size: usize) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..tokens.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
-        order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
+        order
+            .chunks(batch_size.max(1))
+            .map(|c| c.to_vec())
+            .collect()
     }
 
     /// Sentence vectors in input order. `progress` is called with the number of texts done after each batch.
@@ -171,9 +201,13 @@ impl<B: Backend> Encoder<B> {
         let mut out = vec![Vec::new(); texts.len()];
         let mut done = 0;
         for idx in Self::length_batches(&tokens, opts.batch_size) {
-            let batch = TokenBatch::new(&idx.iter().map(|&i| &tokens[i]).collect::<Vec<_>>(), self.tokenizer.pad_id);
+            let batch = TokenBatch::new(
+                &idx.iter().map(|&i| &tokens[i]).collect::<Vec<_>>(),
+                self.tokenizer.pad_id,
+            );
             let (hidden, mask) = self.forward(&batch, None);
-            let mut pooled = pooling::pool(&self.model, &hidden, &mask, opts.pooling).expect("pooler checked above");
+            let mut pooled = pooling::pool(&self.model, &hidden, &mask, opts.pooling)
+                .expect("pooler checked above");
             if opts.normalize {
                 pooled = pooling::l2_normalize(pooled);
             }
@@ -189,7 +223,12 @@ impl<B: Backend> Encoder<B> {
     }
 
     /// CLS, mean and pooler vectors (un-normalised) of every text, in input order.
-    pub fn embed_variants(&self, texts: &[String], max_length: usize, batch_size: usize) -> Result<Variants, ModelError> {
+    pub fn embed_variants(
+        &self,
+        texts: &[String],
+        max_length: usize,
+        batch_size: usize,
+    ) -> Result<Variants, ModelError> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let tokens = self.tokenize(&refs, max_length)?;
         let dim = self.hidden_size();
@@ -198,10 +237,17 @@ impl<B: Backend> Encoder<B> {
             dim,
             cls: vec![Vec::new(); n],
             mean: vec![Vec::new(); n],
-            pooler: if self.has_pooler() { vec![Vec::new(); n] } else { Vec::new() },
+            pooler: if self.has_pooler() {
+                vec![Vec::new(); n]
+            } else {
+                Vec::new()
+            },
         };
         for idx in Self::length_batches(&tokens, batch_size) {
-            let batch = TokenBatch::new(&idx.iter().map(|&i| &tokens[i]).collect::<Vec<_>>(), self.tokenizer.pad_id);
+            let batch = TokenBatch::new(
+                &idx.iter().map(|&i| &tokens[i]).collect::<Vec<_>>(),
+                self.tokenizer.pad_id,
+            );
             let (hidden, mask) = self.forward(&batch, None);
             let cls = to_vec(&pooling::cls(&hidden));
             let mean = to_vec(&pooling::mean(&hidden, &mask));
@@ -218,14 +264,24 @@ impl<B: Backend> Encoder<B> {
     }
 
     /// Last hidden state of one pre-split text and the word of every token (NER-style tasks).
-    pub fn encode_words(&self, words: &[&str], max_length: usize) -> Result<WordEncoding, ModelError> {
-        let tokens = self.tokenizer.encode_words(words, max_length.min(self.config.max_position_embeddings))?;
+    pub fn encode_words(
+        &self,
+        words: &[&str],
+        max_length: usize,
+    ) -> Result<WordEncoding, ModelError> {
+        let tokens = self
+            .tokenizer
+            .encode_words(words, max_length.min(self.config.max_position_embeddings))?;
         let batch = TokenBatch::new(&[&tokens], self.tokenizer.pad_id);
         let (hidden, _) = self.forward(&batch, None);
         Ok(WordEncoding {
             hidden: to_vec(&hidden),
             dim: self.hidden_size(),
-            word_ids: tokens.word_ids.iter().map(|w| w.map(|w| w as usize)).collect(),
+            word_ids: tokens
+                .word_ids
+                .iter()
+                .map(|w| w.map(|w| w as usize))
+                .collect(),
         })
     }
 }

@@ -34,8 +34,10 @@ impl TextTokenizer {
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
         let (mut inner, path) = if json.exists() {
-            let t = Tokenizer::from_file(&json)
-                .map_err(|e| ModelError::Tokenizer { path: json.clone(), msg: e.to_string() })?;
+            let t = Tokenizer::from_file(&json).map_err(|e| ModelError::Tokenizer {
+                path: json.clone(),
+                msg: e.to_string(),
+            })?;
             (t, json)
         } else if vocab.exists() {
             (Self::wordpiece_from_vocab(dir, &vocab)?, vocab)
@@ -48,13 +50,23 @@ impl TextTokenizer {
         inner.with_padding(None);
         inner
             .with_truncation(None)
-            .map_err(|e| ModelError::Tokenizer { path: path.clone(), msg: e.to_string() })?;
+            .map_err(|e| ModelError::Tokenizer {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
         let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
-        Ok(Self { inner, path, pad_id })
+        Ok(Self {
+            inner,
+            path,
+            pad_id,
+        })
     }
 
     fn wordpiece_from_vocab(dir: &Path, vocab: &Path) -> Result<Tokenizer, ModelError> {
-        let err = |msg: String| ModelError::Tokenizer { path: vocab.to_path_buf(), msg };
+        let err = |msg: String| ModelError::Tokenizer {
+            path: vocab.to_path_buf(),
+            msg,
+        };
         let lower = std::fs::read_to_string(dir.join("tokenizer_config.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -65,21 +77,33 @@ impl TextTokenizer {
             .build()
             .map_err(|e| err(e.to_string()))?;
         let mut t = Tokenizer::new(model);
-        let id = |tok: &str| t.token_to_id(tok).ok_or_else(|| err(format!("vocabulary has no {tok}")));
+        let id = |tok: &str| {
+            t.token_to_id(tok)
+                .ok_or_else(|| err(format!("vocabulary has no {tok}")))
+        };
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
         t.with_normalizer(Some(BertNormalizer::new(true, true, None, lower)));
         t.with_pre_tokenizer(Some(BertPreTokenizer));
-        t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        t.with_post_processor(Some(BertProcessing::new(
+            ("[SEP]".into(), sep),
+            ("[CLS]".into(), cls),
+        )));
         Ok(t)
     }
 
     /// Tokenises `texts`, each truncated to at most `max_length` tokens including `[CLS]`/`[SEP]`.
     pub fn encode(&self, texts: &[&str], max_length: usize) -> Result<Vec<Tokens>, ModelError> {
-        let inputs: Vec<EncodeInput> = texts.iter().map(|t| EncodeInput::Single((*t).into())).collect();
+        let inputs: Vec<EncodeInput> = texts
+            .iter()
+            .map(|t| EncodeInput::Single((*t).into()))
+            .collect();
         let enc = self
             .inner
             .encode_batch(inputs, true)
-            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), msg: e.to_string() })?;
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                msg: e.to_string(),
+            })?;
         Ok(enc.into_iter().map(|e| truncate(e, max_length)).collect())
     }
 
@@ -89,7 +113,10 @@ impl TextTokenizer {
         let enc = self
             .inner
             .encode(input, true)
-            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), msg: e.to_string() })?;
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                msg: e.to_string(),
+            })?;
         Ok(truncate(enc, max_length))
     }
 

@@ -25,7 +25,11 @@ pub struct RandomWeights {
 
 impl RandomWeights {
     pub fn new(seed: u64) -> Self {
-        Self { rng: SplitMix64::new(seed), std: 0.1, with_pooler: true }
+        Self {
+            rng: SplitMix64::new(seed),
+            std: 0.1,
+            with_pooler: true,
+        }
     }
 }
 

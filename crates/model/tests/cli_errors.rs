@@ -8,17 +8,31 @@ use sekator_model::{Cpu, NamedTensor, SafetensorsWeights};
 
 fn embed(model: &Path, input: &Path, out: &Path) -> (bool, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_embed"))
-        .args(["--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()])
+        .args([
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
         .args(["--output", out.to_str().unwrap(), "--device", "cpu"])
         .output()
         .unwrap();
-    (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string())
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
 }
 
 fn assert_clean_error(ok: bool, stderr: &str, needles: &[&str]) {
     assert!(!ok, "expected failure, stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic instead of an error: {stderr}");
-    let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(
+        !stderr.contains("panicked"),
+        "panic instead of an error: {stderr}"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
     for n in needles {
         assert!(line.contains(n), "error line {line:?} should mention {n:?}");
     }
@@ -68,24 +82,44 @@ fn rewrite(model: &Path, f: impl Fn(&mut Vec<NamedTensor>)) {
         .into_iter()
         .map(|n| {
             let (shape, data) = w.read_f32(&n).unwrap();
-            NamedTensor { name: n, shape, data }
+            NamedTensor {
+                name: n,
+                shape,
+                data,
+            }
         })
         .collect();
     drop(w);
     f(&mut tensors);
-    sekator_model::loader::write_safetensors(&model.join("model.safetensors"), &tensors, Default::default()).unwrap();
+    sekator_model::loader::write_safetensors(
+        &model.join("model.safetensors"),
+        &tensors,
+        Default::default(),
+    )
+    .unwrap();
 }
 
 #[test]
 fn shape_mismatch_names_tensor_and_shapes() {
     let (dir, model, input) = setup();
     rewrite(&model, |ts| {
-        let t = ts.iter_mut().find(|t| t.name == "encoder.layer.0.attention.self.key.weight").unwrap();
+        let t = ts
+            .iter_mut()
+            .find(|t| t.name == "encoder.layer.0.attention.self.key.weight")
+            .unwrap();
         t.shape = vec![16, 32];
         t.data.truncate(16 * 32);
     });
     let (ok, err) = embed(&model, &input, &dir.path().join("o.npy"));
-    assert_clean_error(ok, &err, &["encoder.layer.0.attention.self.key.weight", "[16, 32]", "[32, 32]"]);
+    assert_clean_error(
+        ok,
+        &err,
+        &[
+            "encoder.layer.0.attention.self.key.weight",
+            "[16, 32]",
+            "[32, 32]",
+        ],
+    );
 }
 
 #[test]
@@ -101,7 +135,9 @@ fn unknown_dtype_and_corrupt_header() {
         .map(|n| {
             let (shape, data) = w.read_f32(&n).unwrap();
             let bytes = if n == "pooler.dense.bias" {
-                data.iter().flat_map(|v| (*v as i32).to_le_bytes()).collect()
+                data.iter()
+                    .flat_map(|v| (*v as i32).to_le_bytes())
+                    .collect()
             } else {
                 data.iter().flat_map(|v| v.to_le_bytes()).collect()
             };
@@ -110,8 +146,15 @@ fn unknown_dtype_and_corrupt_header() {
         .collect();
     drop(w);
     for (n, s, b) in &bufs {
-        let dt = if n == "pooler.dense.bias" { safetensors::Dtype::I32 } else { safetensors::Dtype::F32 };
-        views.push((n.clone(), safetensors::tensor::TensorView::new(dt, s.clone(), b).unwrap()));
+        let dt = if n == "pooler.dense.bias" {
+            safetensors::Dtype::I32
+        } else {
+            safetensors::Dtype::F32
+        };
+        views.push((
+            n.clone(),
+            safetensors::tensor::TensorView::new(dt, s.clone(), b).unwrap(),
+        ));
     }
     safetensors::tensor::serialize_to_file(views, None, &st).unwrap();
     let (ok, err) = embed(&model, &input, &dir.path().join("o.npy"));

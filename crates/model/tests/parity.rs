@@ -22,14 +22,24 @@ struct Fixture {
 
 impl Fixture {
     fn open(name: &str) -> Self {
-        Self { bytes: std::fs::read(fixtures().join(name)).unwrap() }
+        Self {
+            bytes: std::fs::read(fixtures().join(name)).unwrap(),
+        }
     }
     fn get(&self, name: &str) -> (Vec<usize>, Vec<f64>) {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
         let t = st.tensor(name).unwrap();
         let data = match t.dtype() {
-            Dtype::F32 => t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-            Dtype::I64 => t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            Dtype::F32 => t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            Dtype::I64 => t
+                .data()
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
             d => panic!("unexpected dtype {d:?}"),
         };
         (t.shape().to_vec(), data)
@@ -38,7 +48,10 @@ impl Fixture {
 
 fn max_diff(a: &[f32], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (*x as f64 - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - y).abs())
+        .fold(0.0, f64::max)
 }
 
 fn minilm_dir() -> PathBuf {
@@ -53,10 +66,16 @@ fn minilm_dir() -> PathBuf {
 
 #[test]
 fn minilm_matches_transformers() {
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("minilm_reference.json")).unwrap()).unwrap();
-    let sentences: Vec<String> =
-        meta["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("minilm_reference.json")).unwrap(),
+    )
+    .unwrap();
+    let sentences: Vec<String> = meta["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
     let max_length = meta["max_length"].as_u64().unwrap() as usize;
     let fx = Fixture::open("minilm_reference.safetensors");
     let dev = Default::default();
@@ -70,8 +89,14 @@ fn minilm_matches_transformers() {
     let tokens = enc.tokenize(&refs, max_length).unwrap();
     let mut truncated = 0;
     for (i, t) in tokens.iter().enumerate() {
-        let len = mask[i * seq..(i + 1) * seq].iter().filter(|&&m| m > 0.0).count();
-        let expected: Vec<u32> = ids[i * seq..i * seq + len].iter().map(|&v| v as u32).collect();
+        let len = mask[i * seq..(i + 1) * seq]
+            .iter()
+            .filter(|&&m| m > 0.0)
+            .count();
+        let expected: Vec<u32> = ids[i * seq..i * seq + len]
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
         assert_eq!(t.ids, expected, "token ids of sentence {i}");
         truncated += (len == max_length) as usize;
     }
@@ -110,13 +135,16 @@ fn minilm_matches_transformers() {
 /// A tiny random transformers `BertModel` with a pooler, and the same after `prune_heads`.
 #[test]
 fn tiny_hf_models_match_including_pruned_heads() {
-    for (dir, reference) in
-        [("tiny_bert", "tiny_bert_reference.safetensors"), ("tiny_bert_pruned", "tiny_bert_pruned_reference.safetensors")]
-    {
+    for (dir, reference) in [
+        ("tiny_bert", "tiny_bert_reference.safetensors"),
+        ("tiny_bert_pruned", "tiny_bert_pruned_reference.safetensors"),
+    ] {
         let dir = fixtures().join(dir);
         let cfg = sekator_model::read_config(&dir).unwrap();
         let dev = Default::default();
-        let model = BertModel::<B>::load(&cfg, &mut SafetensorsWeights::open_dir(&dir).unwrap(), &dev).unwrap();
+        let model =
+            BertModel::<B>::load(&cfg, &mut SafetensorsWeights::open_dir(&dir).unwrap(), &dev)
+                .unwrap();
         let fx = Fixture::open(reference);
         let (shape, ids) = fx.get("input_ids");
         let (_, mask) = fx.get("attention_mask");
@@ -135,7 +163,10 @@ fn tiny_hf_models_match_including_pruned_heads() {
         let mut d: f64 = 0.0;
         for (t, m) in maskf.iter().enumerate() {
             if *m > 0.0 {
-                d = d.max(max_diff(&got[t * h..(t + 1) * h], &expected[t * h..(t + 1) * h]));
+                d = d.max(max_diff(
+                    &got[t * h..(t + 1) * h],
+                    &expected[t * h..(t + 1) * h],
+                ));
             }
         }
         assert!(d <= 1e-5, "{}: hidden differs by {d}", dir.display());

@@ -9,7 +9,10 @@ type B = Cpu;
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn hidden_of(enc: &Encoder<B>, texts: &[&str], masks: Option<&UnitMasks<B>>) -> (Vec<f32>, usize) {
@@ -19,7 +22,11 @@ fn hidden_of(enc: &Encoder<B>, texts: &[&str], masks: Option<&UnitMasks<B>>) -> 
     (to_vec(&h), batch.seq)
 }
 
-const TEXTS: [&str; 3] = ["привет мир", "a much longer english sentence with many words in it", "короткий"];
+const TEXTS: [&str; 3] = [
+    "привет мир",
+    "a much longer english sentence with many words in it",
+    "короткий",
+];
 
 #[test]
 fn padding_does_not_change_real_tokens() {
@@ -33,7 +40,10 @@ fn padding_does_not_change_real_tokens() {
         let (alone, len) = hidden_of(&enc, &[t], None);
         let rows = &batched[i * seq * h..(i * seq + len) * h];
         let d = max_diff(rows, &alone);
-        assert!(d < 1e-5, "text {i}: padded batch differs from single by {d}");
+        assert!(
+            d < 1e-5,
+            "text {i}: padded batch differs from single by {d}"
+        );
         // and padding really was present for the short texts
         assert!(i == 1 || len < seq);
     }
@@ -64,7 +74,11 @@ fn uneven_model_saves_and_reloads_identically() {
     let wb = SafetensorsWeights::open_dir(&out).unwrap();
     assert_eq!(wa.names(), wb.names());
     for n in wa.names() {
-        assert_eq!(wa.read_f32(&n).unwrap(), wb.read_f32(&n).unwrap(), "tensor {n}");
+        assert_eq!(
+            wa.read_f32(&n).unwrap(),
+            wb.read_f32(&n).unwrap(),
+            "tensor {n}"
+        );
     }
     // saving over an existing directory needs overwrite
     assert!(enc.save(&out, false).is_err());
@@ -85,24 +99,35 @@ fn zero_head_mask_equals_removing_the_head() {
     let masks = UnitMasks::<B>::from_values(&hm, &[vec![], vec![]], &dev);
     let (masked, _) = hidden_of(&enc, &TEXTS, Some(&masks));
     let (full, _) = hidden_of(&enc, &TEXTS, None);
-    assert!(max_diff(&masked, &full) > 1e-3, "the mask must change something");
+    assert!(
+        max_diff(&masked, &full) > 1e-3,
+        "the mask must change something"
+    );
 
     // Physically remove the head: slice rows of Q/K/V (and biases), columns of the output projection.
     let mut tensors: Vec<NamedTensor> = enc.model.export();
     let keep: Vec<usize> = (0..4 * hd).filter(|i| i / hd != head).collect();
     let p = format!("encoder.layer.{layer}.attention");
     for t in tensors.iter_mut() {
-        let is_qkv = ["query", "key", "value"].iter().any(|m| t.name.starts_with(&format!("{p}.self.{m}")));
+        let is_qkv = ["query", "key", "value"]
+            .iter()
+            .any(|m| t.name.starts_with(&format!("{p}.self.{m}")));
         if is_qkv && t.name.ends_with(".weight") {
             let cols = t.shape[1];
-            t.data = keep.iter().flat_map(|&r| t.data[r * cols..(r + 1) * cols].to_vec()).collect();
+            t.data = keep
+                .iter()
+                .flat_map(|&r| t.data[r * cols..(r + 1) * cols].to_vec())
+                .collect();
             t.shape[0] = keep.len();
         } else if is_qkv {
             t.data = keep.iter().map(|&r| t.data[r]).collect();
             t.shape[0] = keep.len();
         } else if t.name == format!("{p}.output.dense.weight") {
             let (rows, cols) = (t.shape[0], t.shape[1]);
-            t.data = (0..rows).flat_map(|r| keep.iter().map(move |&c| (r, c))).map(|(r, c)| t.data[r * cols + c]).collect();
+            t.data = (0..rows)
+                .flat_map(|r| keep.iter().map(move |&c| (r, c)))
+                .map(|(r, c)| t.data[r * cols + c])
+                .collect();
             t.shape[1] = keep.len();
         }
     }
@@ -131,7 +156,10 @@ fn ffn_mask_zero_equals_dropping_the_neuron() {
     let (masked, _) = hidden_of(&enc, &TEXTS, Some(&masks));
     // Zero the two neurons' columns in the FFN output projection instead.
     let mut tensors = enc.model.export();
-    for t in tensors.iter_mut().filter(|t| t.name == "encoder.layer.0.output.dense.weight") {
+    for t in tensors
+        .iter_mut()
+        .filter(|t| t.name == "encoder.layer.0.output.dense.weight")
+    {
         let cols = t.shape[1];
         for r in 0..t.shape[0] {
             t.data[r * cols + 10] = 0.0;
@@ -151,7 +179,10 @@ fn embed_keeps_input_order_and_normalizes() {
     let dir = tempfile::tempdir().unwrap();
     write_random_model::<B>(dir.path(), &tiny_config(2), 9, &dev).unwrap();
     let enc = Encoder::<B>::load(dir.path(), &dev).unwrap();
-    let texts: Vec<String> = ["x", "a longer one here", "", "среднее предложение"].iter().map(|s| s.to_string()).collect();
+    let texts: Vec<String> = ["x", "a longer one here", "", "среднее предложение"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let opts = sekator_model::EmbedOptions {
         pooling: sekator_model::Pooling::Mean,
         normalize: true,

@@ -81,7 +81,8 @@ fn read_lines(input: &str) -> Result<Vec<String>> {
     let reader: Box<dyn BufRead> = if input == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        let f = std::fs::File::open(input).with_context(|| format!("{input}: cannot open input"))?;
+        let f =
+            std::fs::File::open(input).with_context(|| format!("{input}: cannot open input"))?;
         Box::new(std::io::BufReader::new(f))
     };
     let lines: Vec<String> = reader
@@ -98,7 +99,8 @@ fn write_output(path: &Path, rows: &[Vec<f32>], dim: usize) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut w = std::io::BufWriter::new(
-            std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?,
+            std::fs::File::create(&tmp)
+                .with_context(|| format!("{}: cannot create", tmp.display()))?,
         );
         match path.extension().and_then(|e| e.to_str()) {
             Some("jsonl") => {
@@ -118,13 +120,21 @@ fn write_output(path: &Path, rows: &[Vec<f32>], dim: usize) -> Result<()> {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let result = (|| -> Result<()> {
-        if !matches!(args.output.extension().and_then(|e| e.to_str()), Some("npy" | "jsonl")) {
-            bail!("{}: output must end in .npy or .jsonl", args.output.display());
+        if !matches!(
+            args.output.extension().and_then(|e| e.to_str()),
+            Some("npy" | "jsonl")
+        ) {
+            bail!(
+                "{}: output must end in .npy or .jsonl",
+                args.output.display()
+            );
         }
         let texts = read_lines(&args.input)?;
         let output = args.output.clone();

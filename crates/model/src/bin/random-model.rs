@@ -47,9 +47,15 @@ fn run(a: Args) -> Result<()> {
     if let Some(src) = a.tokenizer_from {
         std::fs::remove_file(a.out.join("vocab.txt")).ok();
         std::fs::remove_file(a.out.join("tokenizer_config.json")).ok();
-        for f in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+        for f in [
+            "tokenizer.json",
+            "vocab.txt",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ] {
             if src.join(f).exists() {
-                std::fs::copy(src.join(f), a.out.join(f)).with_context(|| format!("{}", src.join(f).display()))?;
+                std::fs::copy(src.join(f), a.out.join(f))
+                    .with_context(|| format!("{}", src.join(f).display()))?;
             }
         }
     }
