@@ -27,8 +27,7 @@ fn main() {
     };
     let texts: Vec<String> = text.lines().map(String::from).collect();
     run::<Cpu>("flex", &model, &texts);
-    // `cargo bench -p sekator-model --features ndarray` measures burn-ndarray beside it.
-    #[cfg(feature = "ndarray")]
+    // burn-ndarray beside it: the CPU backend choice in BENCHMARKS.md rests on this pair.
     run::<burn::backend::NdArray>("ndarray", &model, &texts);
 }
 

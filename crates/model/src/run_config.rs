@@ -126,3 +126,268 @@ impl RunConfig {
         self.run.runs_dir.join(&self.run.name).join(stage)
     }
 }
+
+impl RunConfig {
+    /// The command line a stage binary runs with under `--config`: `derived` flags first (inputs and outputs
+    /// the pipeline decides: `--model`, `--out`, ...; a section may not set them), then `defaults` from
+    /// `[run]` (`--seed`, `--device`; a section may), then section `section` turned into flags
+    /// (`heads_ratio = 0.5` -> `--heads-ratio 0.5`), then the user's own flags. Later flags win when the
+    /// binary's parser lets them override earlier ones (`Command::args_override_self`). One parser and one
+    /// `--help` thus cover both ways of running a stage, and a key the stage does not know is an error
+    /// naming it.
+    pub fn stage_argv(
+        &self,
+        section: &str,
+        cmd: &clap::Command,
+        derived: Vec<String>,
+        defaults: Vec<String>,
+        user: &[String],
+    ) -> Result<Vec<String>, ModelError> {
+        let err = |msg: String| ModelError::Config {
+            path: self.path.clone(),
+            msg,
+        };
+        let reserved: Vec<&str> = derived
+            .iter()
+            .filter_map(|a| a.strip_prefix("--"))
+            .chain(["config", "help", "version"])
+            .collect();
+        let known: Vec<&clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| a.get_long().is_some_and(|l| !reserved.contains(&l)))
+            .collect();
+        let mut argv = vec![cmd.get_name().to_string()];
+        argv.extend(derived.iter().cloned());
+        argv.extend(defaults);
+        let empty = toml::Table::new();
+        let table = match self.table.get(section) {
+            None => &empty,
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => return Err(err(format!("[{section}] must be a table"))),
+        };
+        for (key, value) in table {
+            let flag = key.replace('_', "-");
+            if reserved.contains(&flag.as_str()) {
+                return Err(err(format!(
+                    "[{section}] key `{key}` is set by the pipeline itself (from [run] and the run directory); remove it"
+                )));
+            }
+            let Some(arg) = known.iter().find(|a| a.get_long() == Some(flag.as_str())) else {
+                let names: Vec<String> = known
+                    .iter()
+                    .filter_map(|a| a.get_long())
+                    .map(|l| l.replace('-', "_"))
+                    .collect();
+                return Err(err(format!(
+                    "[{section}] unknown key `{key}` (known: {}; `{} --help` explains each)",
+                    names.join(", "),
+                    cmd.get_name()
+                )));
+            };
+            let takes_value = arg.get_action().takes_values();
+            let scalar = |v: &toml::Value| -> Result<String, ModelError> {
+                match v {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    toml::Value::Integer(i) => Ok(i.to_string()),
+                    toml::Value::Float(f) => Ok(f.to_string()),
+                    toml::Value::Boolean(b) => Ok(b.to_string()),
+                    other => Err(err(format!(
+                        "[{section}] key `{key}`: unsupported value {other}"
+                    ))),
+                }
+            };
+            match value {
+                toml::Value::Boolean(b) if !takes_value => {
+                    if *b {
+                        argv.push(format!("--{flag}"));
+                    }
+                }
+                _ if !takes_value => {
+                    return Err(err(format!(
+                        "[{section}] key `{key}` is a switch: write `{key} = true` or `false`"
+                    )))
+                }
+                toml::Value::Array(items) => {
+                    let items: Vec<String> = items.iter().map(scalar).collect::<Result<_, _>>()?;
+                    argv.push(format!("--{flag}"));
+                    argv.push(items.join(","));
+                }
+                v => {
+                    argv.push(format!("--{flag}"));
+                    argv.push(scalar(v)?);
+                }
+            }
+        }
+        argv.extend(user.iter().cloned());
+        Ok(argv)
+    }
+}
+
+/// Splits `--config FILE` (or `--config=FILE`) off a command line; returns the file and the other arguments
+/// (program name excluded).
+pub fn take_config_flag(args: &[String]) -> (Option<PathBuf>, Vec<String>) {
+    let mut config = None;
+    let mut rest = vec![];
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            config = it.next().map(PathBuf::from);
+        } else if let Some(p) = a.strip_prefix("--config=") {
+            config = Some(PathBuf::from(p));
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    (config, rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Arg, ArgAction, Command};
+
+    fn cfg(text: &str) -> RunConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        RunConfig::load(&p).unwrap()
+    }
+
+    fn cmd() -> Command {
+        Command::new("stage")
+            .arg(Arg::new("model").long("model"))
+            .arg(Arg::new("heads_ratio").long("heads-ratio"))
+            .arg(
+                Arg::new("ffn_uniform")
+                    .long("ffn-uniform")
+                    .action(ArgAction::SetTrue),
+            )
+            .arg(
+                Arg::new("keep_layers")
+                    .long("keep-layers")
+                    .value_delimiter(','),
+            )
+    }
+
+    const RUN: &str = "[run]\nname = \"t\"\nmodel = \"m\"\n";
+
+    #[test]
+    fn section_keys_become_flags_before_the_users_own() {
+        let c = cfg(&format!(
+            "{RUN}[stage]\nheads_ratio = 0.25\nffn_uniform = true\nkeep_layers = [0, 2]\n"
+        ));
+        let argv = c
+            .stage_argv(
+                "stage",
+                &cmd(),
+                vec!["--model".into(), "m".into()],
+                vec![],
+                &["--heads-ratio".into(), "0.5".into()],
+            )
+            .unwrap();
+        assert_eq!(
+            argv,
+            [
+                "stage",
+                "--model",
+                "m",
+                "--ffn-uniform",
+                "--heads-ratio",
+                "0.25",
+                "--keep-layers",
+                "0,2",
+                "--heads-ratio",
+                "0.5"
+            ]
+        );
+        let m = cmd().args_override_self(true).get_matches_from(argv);
+        assert_eq!(m.get_one::<String>("heads_ratio").unwrap(), "0.5");
+    }
+
+    #[test]
+    fn unknown_and_reserved_keys_are_errors_naming_the_key() {
+        let c = cfg(&format!("{RUN}[stage]\nheads_ration = 0.5\n"));
+        let e = c
+            .stage_argv("stage", &cmd(), vec![], vec![], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown key `heads_ration`") && e.contains("heads_ratio"),
+            "{e}"
+        );
+        let c = cfg(&format!("{RUN}[stage]\nmodel = \"x\"\n"));
+        let e = c
+            .stage_argv(
+                "stage",
+                &cmd(),
+                vec!["--model".into(), "m".into()],
+                vec![],
+                &[],
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`model` is set by the pipeline"), "{e}");
+        let c = cfg(&format!("{RUN}[stage]\nffn_uniform = 3\n"));
+        let e = c
+            .stage_argv("stage", &cmd(), vec![], vec![], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a switch"), "{e}");
+    }
+
+    #[test]
+    fn unknown_sections_and_run_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, format!("{RUN}[distil]\nsteps = 3\n")).unwrap();
+        let e = RunConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("unknown section [distil]"), "{e}");
+        std::fs::write(&p, format!("{RUN}sead = 3\n")).unwrap();
+        let e = RunConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("sead"), "{e}");
+    }
+
+    #[test]
+    fn config_flag_is_split_off() {
+        let a: Vec<String> = ["bin", "--force", "--config", "c.toml", "--x=1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            take_config_flag(&a),
+            (
+                Some(PathBuf::from("c.toml")),
+                vec!["--force".into(), "--x=1".into()]
+            )
+        );
+    }
+}
+
+/// Parses a stage binary's arguments. Without `--config` they are the command line as given; with
+/// `--config FILE` (a pipeline config), the arguments are built by [`RunConfig::stage_argv`] from `derive`
+/// (the reserved flags and the `[run]` defaults) and section `section`, and the config is returned too.
+pub fn parse_stage_args<A: clap::Parser>(
+    section: &str,
+    derive: impl FnOnce(&RunConfig) -> (Vec<String>, Vec<String>),
+) -> Result<(A, Option<RunConfig>), ModelError> {
+    let argv: Vec<String> = std::env::args().collect();
+    let (config, user) = take_config_flag(&argv);
+    let Some(path) = config else {
+        return Ok((A::parse(), None));
+    };
+    let cfg = RunConfig::load(&path)?;
+    let (derived, defaults) = derive(&cfg);
+    let cmd = A::command();
+    let argv = cfg.stage_argv(section, &cmd, derived, defaults, &user)?;
+    let matches = cmd
+        .args_override_self(true)
+        .try_get_matches_from(&argv)
+        .unwrap_or_else(|e| e.exit());
+    let args = A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok((args, Some(cfg)))
+}
+
+/// `--flag value` as two arguments.
+pub fn flag(name: &str, value: impl std::fmt::Display) -> [String; 2] {
+    [format!("--{name}"), value.to_string()]
+}

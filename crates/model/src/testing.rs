@@ -45,13 +45,23 @@ pub fn write_random_model<B: Backend>(
     seed: u64,
     device: &B::Device,
 ) -> Result<(), ModelError> {
+    write_random_model_from::<B>(dir, cfg, RandomWeights::new(seed), device)
+}
+
+/// [`write_random_model`] with the weights drawn by `src` (e.g. a larger `std`, for gradient checks whose
+/// finite differences need gradients well above f32 rounding).
+pub fn write_random_model_from<B: Backend>(
+    dir: &Path,
+    cfg: &BertConfig,
+    mut src: RandomWeights,
+    device: &B::Device,
+) -> Result<(), ModelError> {
     let vocab = tiny_vocab();
     assert!(
         vocab.len() <= cfg.vocab_size,
         "tiny vocab ({}) exceeds vocab_size",
         vocab.len()
     );
-    let mut src = RandomWeights::new(seed);
     let model = BertModel::<B>::load(cfg, &mut src, device)?;
     loader::write_model_dir(dir, cfg, &model.export(), None, true)?;
     let vpath = dir.join("vocab.txt");

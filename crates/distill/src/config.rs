@@ -1,0 +1,381 @@
+//! Settings of a distillation run: a TOML file (unknown keys are errors that name the key), every key
+//! optional with the default documented here, command-line flags on top.
+//!
+//! The same struct is written into `state.json` of every checkpoint and into `manifest.json`, so a resumed
+//! run can refuse settings that would make it a different run.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use sekator_model::{DeviceKind, Pooling};
+
+use crate::error::{DistillError, Result};
+
+/// Learning-rate decay after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// Linear from `lr` down to `lr * min_lr_ratio` at the last step (BERT / sentence-transformers default).
+    #[default]
+    Linear,
+    /// Half a cosine from `lr` down to `lr * min_lr_ratio`.
+    Cosine,
+    /// `lr` held after the warm-up.
+    Constant,
+}
+
+/// Every setting of `distill`. Paths in a config file are relative to the current directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillConfig {
+    /// Teacher checkpoint (Hugging Face dir), frozen. Required.
+    pub teacher: Option<PathBuf>,
+    /// Student checkpoint (Hugging Face dir, usually the surgery output); the weights trained. Required.
+    pub student: Option<PathBuf>,
+    /// Training pairs, `en<TAB>ru` per line (header `en\tru` optional). Required.
+    pub data: Option<PathBuf>,
+    /// Dev pairs for evaluation. Default: `pairs_dev.tsv` beside `data` when it exists, else no evaluation.
+    pub dev_data: Option<PathBuf>,
+    /// Output directory: `checkpoints/`, `final/`, `metrics.jsonl`, `loss.png`, `manifest.json`.
+    pub out: PathBuf,
+    /// Teacher-embedding cache. Default: `<out>/teacher-cache`; point several runs at one dir to share it.
+    pub cache_dir: Option<PathBuf>,
+
+    /// Optimizer steps in all. Default: `epochs` passes over the data.
+    pub steps: Option<usize>,
+    /// Passes over the data when `steps` is unset (fractions allowed).
+    pub epochs: f64,
+    /// Pairs per step (each gives an en and a ru text to the student).
+    pub batch_size: usize,
+    /// Tokens per text, `[CLS]`/`[SEP]` included (teacher and student).
+    pub max_length: usize,
+
+    /// Peak learning rate.
+    pub lr: f64,
+    pub schedule: ScheduleKind,
+    /// Linear warm-up steps from ~0 to `lr`. Default: `warmup_ratio * steps`.
+    pub warmup_steps: Option<usize>,
+    pub warmup_ratio: f64,
+    /// Final learning rate as a fraction of `lr` (linear and cosine decay).
+    pub min_lr_ratio: f64,
+    /// Decoupled (AdamW) weight decay; biases and LayerNorm parameters are never decayed.
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_eps: f64,
+    /// Clip the global L2 norm of all gradients to this (0 disables).
+    pub max_grad_norm: f64,
+
+    /// Weight of MSE(s(en), t(en)) + MSE(s(ru), t(ru)).
+    pub w_mse: f64,
+    /// Weight of MSE(s(ru), t(en)) (Reimers & Gurevych 2020).
+    pub w_cross: f64,
+    /// Weight of the symmetric in-batch ranking loss R(s(en), s(ru)).
+    pub w_rank: f64,
+    /// Cosine-similarity scale inside R.
+    pub rank_scale: f64,
+    /// Sentence pooling of teacher and student. Default: the teacher checkpoint's own.
+    pub pooling: Option<Pooling>,
+    /// L2-normalise both embeddings before the MSE terms (R always uses cosines).
+    pub normalize: bool,
+
+    /// Seed of the per-epoch shuffles.
+    pub seed: u64,
+    /// Evaluate on the dev pairs every N steps (also before the first and after the last step; 0: only those).
+    pub eval_every: usize,
+    /// Dev pairs used (the first N of the file).
+    pub eval_pairs: usize,
+    /// Texts per forward pass in evaluation and when filling the teacher cache.
+    pub eval_batch_size: usize,
+    /// Write a checkpoint every N steps (0: only the last step).
+    pub checkpoint_every: usize,
+    /// Checkpoints kept (older ones are deleted once a newer one is complete).
+    pub keep_checkpoints: usize,
+    /// Log (tracing and metrics.jsonl) the mean training loss every N steps.
+    pub log_every: usize,
+    /// Rows per teacher-cache shard file.
+    pub cache_shard_rows: usize,
+    pub device: DeviceKind,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        Self {
+            teacher: None,
+            student: None,
+            data: None,
+            dev_data: None,
+            out: PathBuf::from("distill-out"),
+            cache_dir: None,
+            steps: None,
+            epochs: 1.0,
+            batch_size: 32,
+            max_length: 128,
+            lr: 1e-4,
+            schedule: ScheduleKind::Linear,
+            warmup_steps: None,
+            warmup_ratio: 0.1,
+            min_lr_ratio: 0.0,
+            weight_decay: 0.01,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_eps: 1e-6,
+            max_grad_norm: 1.0,
+            w_mse: 1.0,
+            w_cross: 1.0,
+            w_rank: 0.1,
+            rank_scale: 20.0,
+            pooling: None,
+            normalize: false,
+            seed: 42,
+            eval_every: 500,
+            eval_pairs: 1000,
+            eval_batch_size: 64,
+            checkpoint_every: 1000,
+            keep_checkpoints: 3,
+            log_every: 10,
+            cache_shard_rows: 16384,
+            device: DeviceKind::Auto,
+        }
+    }
+}
+
+/// A commented example config with every key at its default (printed by `distill --help`).
+pub const EXAMPLE_TOML: &str = r#"# distill config: every key is optional except teacher, student and data.
+teacher = "data/models/all-MiniLM-L6-v2"
+student = "runs/minilm-50/pruned"
+data = "../shared/data/en-ru/pairs.tsv"
+# dev_data = "../shared/data/en-ru/pairs_dev.tsv"   # default: pairs_dev.tsv beside data
+out = "runs/minilm-50/distill"
+# cache_dir = "runs/teacher-cache"                  # default: <out>/teacher-cache
+
+# steps = 3000            # default: epochs * ceil(pairs / batch_size)
+epochs = 1.0
+batch_size = 32
+max_length = 128
+
+lr = 1e-4
+schedule = "linear"       # linear | cosine | constant
+# warmup_steps = 300      # default: warmup_ratio * steps
+warmup_ratio = 0.1
+min_lr_ratio = 0.0
+weight_decay = 0.01       # not applied to biases and LayerNorm
+adam_beta1 = 0.9
+adam_beta2 = 0.999
+adam_eps = 1e-6
+max_grad_norm = 1.0       # global L2 norm; 0 disables
+
+w_mse = 1.0               # MSE(s(en),t(en)) + MSE(s(ru),t(ru))
+w_cross = 1.0             # MSE(s(ru),t(en))
+w_rank = 0.1              # symmetric in-batch ranking loss on s(en), s(ru)
+rank_scale = 20.0
+# pooling = "mean"        # cls | mean | pooler; default: the teacher's own
+normalize = false
+
+seed = 42
+eval_every = 500
+eval_pairs = 1000
+eval_batch_size = 64
+checkpoint_every = 1000
+keep_checkpoints = 3
+log_every = 10
+cache_shard_rows = 16384
+device = "auto"           # auto | cpu | cuda
+"#;
+
+impl DistillConfig {
+    /// Reads a TOML config; unknown keys and wrong types are errors naming the key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| DistillError::io(path, e))?;
+        Self::parse(&text).map_err(|msg| DistillError::ConfigFile {
+            path: path.to_path_buf(),
+            msg,
+        })
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn teacher(&self) -> Result<&Path> {
+        self.teacher.as_deref().ok_or_else(|| {
+            DistillError::Config("no teacher (set `teacher` or pass --teacher)".into())
+        })
+    }
+
+    pub fn student(&self) -> Result<&Path> {
+        self.student.as_deref().ok_or_else(|| {
+            DistillError::Config("no student (set `student` or pass --student)".into())
+        })
+    }
+
+    pub fn data(&self) -> Result<&Path> {
+        self.data.as_deref().ok_or_else(|| {
+            DistillError::Config("no training data (set `data` or pass --data)".into())
+        })
+    }
+
+    /// The dev file actually used: the configured one, else `pairs_dev.tsv` beside the training data.
+    pub fn dev_data(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.dev_data {
+            return Some(d.clone());
+        }
+        let beside = self.data.as_ref()?.parent()?.join("pairs_dev.tsv");
+        beside.exists().then_some(beside)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.out.join("teacher-cache"))
+    }
+
+    /// Checks ranges; each message names the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(DistillError::Config(format!("`{key}` {why}")));
+        self.teacher()?;
+        self.student()?;
+        self.data()?;
+        if self.batch_size < 2 {
+            return bad(
+                "batch_size",
+                "must be at least 2 (the ranking loss needs in-batch negatives)",
+            );
+        }
+        if self.max_length < 2 {
+            return bad("max_length", "must be at least 2 ([CLS] and [SEP])");
+        }
+        if self.steps == Some(0) {
+            return bad("steps", "must be positive");
+        }
+        if self.steps.is_none() && !(self.epochs > 0.0 && self.epochs.is_finite()) {
+            return bad("epochs", "must be positive");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", "must be positive");
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return bad("warmup_ratio", "must be in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return bad("min_lr_ratio", "must be in [0, 1]");
+        }
+        for (k, v) in [
+            ("adam_beta1", self.adam_beta1),
+            ("adam_beta2", self.adam_beta2),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(k, "must be in [0, 1)");
+            }
+        }
+        if !(self.adam_eps > 0.0) {
+            return bad("adam_eps", "must be positive");
+        }
+        for (k, v) in [
+            ("weight_decay", self.weight_decay),
+            ("max_grad_norm", self.max_grad_norm),
+            ("w_mse", self.w_mse),
+            ("w_cross", self.w_cross),
+            ("w_rank", self.w_rank),
+            ("rank_scale", self.rank_scale),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(k, "must be a finite number >= 0");
+            }
+        }
+        if self.w_mse + self.w_cross + self.w_rank == 0.0 {
+            return bad(
+                "w_mse",
+                "w_mse, w_cross and w_rank are all 0: nothing to train",
+            );
+        }
+        if self.keep_checkpoints == 0 {
+            return bad("keep_checkpoints", "must be at least 1 (resume needs one)");
+        }
+        if self.log_every == 0 {
+            return bad("log_every", "must be at least 1");
+        }
+        if self.eval_batch_size == 0 || self.cache_shard_rows == 0 {
+            return bad("eval_batch_size", "and cache_shard_rows must be positive");
+        }
+        Ok(())
+    }
+
+    /// The settings that define the training trajectory; a resume with any of them changed is refused.
+    pub fn trajectory_key(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            for k in [
+                "out",
+                "cache_dir",
+                "dev_data",
+                "eval_every",
+                "eval_pairs",
+                "eval_batch_size",
+                "checkpoint_every",
+                "keep_checkpoints",
+                "log_every",
+                "cache_shard_rows",
+                "device",
+            ] {
+                m.remove(k);
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_and_equals_defaults_where_given() {
+        let c = DistillConfig::parse(EXAMPLE_TOML).unwrap();
+        let d = DistillConfig::default();
+        assert_eq!(c.lr, d.lr);
+        assert_eq!(c.w_rank, d.w_rank);
+        assert_eq!(c.eval_every, d.eval_every);
+        assert_eq!(c.schedule, d.schedule);
+        assert_eq!(c.cache_shard_rows, d.cache_shard_rows);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = DistillConfig::parse("lr = 1e-4\nlearning_rate = 3\n").unwrap_err();
+        assert!(e.contains("learning_rate"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = DistillConfig::parse("batch_size = \"big\"\n").unwrap_err();
+        assert!(e.contains("batch_size"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_key() {
+        let mut c = DistillConfig {
+            teacher: Some("t".into()),
+            student: Some("s".into()),
+            data: Some("d".into()),
+            ..Default::default()
+        };
+        c.validate().unwrap();
+        c.batch_size = 1;
+        assert!(c.validate().unwrap_err().to_string().contains("batch_size"));
+        c.batch_size = 4;
+        c.warmup_ratio = 1.5;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("warmup_ratio"));
+        let none = DistillConfig::default();
+        assert!(none.validate().unwrap_err().to_string().contains("teacher"));
+    }
+}

@@ -1,0 +1,232 @@
+//! `distill`: command-line front end of [`sekator_distill::run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use sekator_distill::config::{ScheduleKind, EXAMPLE_TOML};
+use sekator_distill::{DistillConfig, TrainOptions};
+use sekator_model::{DeviceKind, Pooling};
+
+const AFTER_HELP: &str = "\
+Settings come from --config (TOML; every key optional, unknown keys are errors), then the flags above \
+override them. `--print-config` shows the resolved settings. Outputs in --out: checkpoints/step-N/ (HF model \
+dir + optimizer.safetensors + state.json; last keep_checkpoints kept), final/ (HF model dir), metrics.jsonl, \
+loss.png, manifest.json. Teacher embeddings are cached under cache_dir, keyed by (teacher hash, data hash, \
+pooling, max_length); a second run does no teacher forward passes.";
+
+/// Distil a pruned student back towards its teacher on en<TAB>ru pairs.
+///
+/// Loss: w_mse*[MSE(s(en),t(en)) + MSE(s(ru),t(ru))] + w_cross*MSE(s(ru),t(en)) + w_rank*R(s(en),s(ru)),
+/// R = symmetric in-batch ranking loss on scaled cosine similarities. AdamW (no decay on biases/LayerNorm),
+/// linear warm-up then linear/cosine decay, global gradient-norm clipping. Weights and optimizer state are
+/// checkpointed so that `--resume` continues bit-identically.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about, after_help = AFTER_HELP, after_long_help = format!("{AFTER_HELP}\n\nExample config (all defaults):\n\n{EXAMPLE_TOML}"))]
+struct Args {
+    /// TOML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue from the newest complete checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Delete an earlier run's checkpoints/final/metrics in --out and start over.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
+    /// Print the resolved settings as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Stop after N steps of this invocation without writing anything more (simulates an interruption).
+    #[arg(long, value_name = "N")]
+    max_steps_this_run: Option<usize>,
+    /// Sleep after every step (test hook).
+    #[arg(long, hide = true, default_value_t = 0)]
+    step_delay_ms: u64,
+
+    /// Teacher checkpoint (HF dir). [config: teacher]
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Student checkpoint (HF dir). [config: student]
+    #[arg(long)]
+    student: Option<PathBuf>,
+    /// Training pairs TSV. [config: data]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Dev pairs TSV. [config: dev_data; default: pairs_dev.tsv beside data]
+    #[arg(long)]
+    dev_data: Option<PathBuf>,
+    /// Output directory. [config: out; default: distill-out]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Teacher-embedding cache directory. [config: cache_dir; default: <out>/teacher-cache]
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Total optimizer steps. [config: steps; default: epochs * batches per epoch]
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Passes over the data when --steps is unset. [config: epochs; default 1]
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// [config: batch_size; default 32]
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// [config: max_length; default 128]
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Peak learning rate. [config: lr; default 1e-4]
+    #[arg(long)]
+    lr: Option<f64>,
+    /// [config: schedule; default linear]
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleKind>,
+    /// [config: warmup_steps; default warmup_ratio (0.1) * steps]
+    #[arg(long)]
+    warmup_steps: Option<usize>,
+    /// [config: weight_decay; default 0.01]
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Global gradient-norm clip, 0 disables. [config: max_grad_norm; default 1]
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    /// [config: w_mse; default 1]
+    #[arg(long)]
+    w_mse: Option<f64>,
+    /// [config: w_cross; default 1]
+    #[arg(long)]
+    w_cross: Option<f64>,
+    /// [config: w_rank; default 0.1]
+    #[arg(long)]
+    w_rank: Option<f64>,
+    /// [config: rank_scale; default 20]
+    #[arg(long)]
+    rank_scale: Option<f64>,
+    /// [config: pooling; default: the teacher's own]
+    #[arg(long, value_enum)]
+    pooling: Option<Pooling>,
+    /// [config: seed; default 42]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// [config: eval_every; default 500]
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// [config: eval_pairs; default 1000]
+    #[arg(long)]
+    eval_pairs: Option<usize>,
+    /// [config: checkpoint_every; default 1000]
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// [config: keep_checkpoints; default 3]
+    #[arg(long)]
+    keep_checkpoints: Option<usize>,
+    /// [config: log_every; default 10]
+    #[arg(long)]
+    log_every: Option<usize>,
+    /// [config: device; default auto]
+    #[arg(long, value_enum)]
+    device: Option<DeviceKind>,
+}
+
+fn resolve(a: &Args) -> Result<DistillConfig> {
+    let mut c = match &a.config {
+        Some(p) => DistillConfig::load(p)?,
+        None => DistillConfig::default(),
+    };
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { c.$f = v.into(); } )* };
+    }
+    set!(
+        epochs,
+        batch_size,
+        max_length,
+        lr,
+        schedule,
+        weight_decay,
+        max_grad_norm,
+        w_mse,
+        w_cross,
+        w_rank,
+        rank_scale,
+        seed
+    );
+    set!(
+        eval_every,
+        eval_pairs,
+        checkpoint_every,
+        keep_checkpoints,
+        log_every,
+        device,
+        out
+    );
+    macro_rules! set_opt {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { c.$f = Some(v); } )* };
+    }
+    set_opt!(
+        teacher,
+        student,
+        data,
+        dev_data,
+        cache_dir,
+        steps,
+        warmup_steps,
+        pooling
+    );
+    Ok(c)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let result = (|| -> Result<()> {
+        let cfg = resolve(&args)?;
+        if args.print_config {
+            print!("{}", cfg.to_toml());
+            return Ok(());
+        }
+        let opts = TrainOptions {
+            resume: args.resume,
+            overwrite: args.overwrite,
+            max_steps_this_run: args.max_steps_this_run,
+            step_delay_ms: args.step_delay_ms,
+            progress: true,
+        };
+        let s = sekator_distill::run(&cfg, &opts).context("distill")?;
+        if s.finished {
+            let ev = match (s.eval_first, s.eval_last) {
+                (Some(a), Some(b)) => format!(
+                    "; dev mse {:.6} -> {:.6}, acc@1 en->ru {:.4} -> {:.4}",
+                    a.mse, b.mse, a.acc_en_ru, b.acc_en_ru
+                ),
+                _ => String::new(),
+            };
+            tracing::info!(
+                "done: {} steps, {:.1} pairs/s{ev}; final model {}",
+                s.total_steps,
+                s.pairs_per_s,
+                s.final_dir
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+        } else {
+            tracing::info!(
+                "stopped at step {} of {} (continue with --resume)",
+                s.step,
+                s.total_steps
+            );
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! The training loop: inputs checked, teacher cache filled or opened, then student steps with periodic
+//! logging, evaluation and checkpoints, and the final model, manifest and loss plot.
+//!
+//! What makes a resumed run bit-identical to an uninterrupted one: the weights (f32 safetensors), the AdamW
+//! moments and update count (`optimizer.safetensors`, `state.json`), the schedule (a function of the step),
+//! the data order (a function of seed and epoch) and position (a function of the step), and the teacher
+//! targets (read from the same cache). There is no other randomness: the model has no dropout.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use sekator_model::backend::{self, AutodiffTask};
+use sekator_model::pooling::{self, default_pooling};
+use sekator_model::{
+    checkpoint_hash, file_hash, read_config, BertModel, Encoder, Manifest, PairData, Pooling,
+    SafetensorsWeights, TextTokenizer, TokenBatch,
+};
+
+use crate::checkpoint::{self, TrainState};
+use crate::config::DistillConfig;
+use crate::data::TrainData;
+use crate::error::{DistillError, Result};
+use crate::eval::{self, DevSet, EvalMetrics};
+use crate::loss::{distill_loss, LossValues, LossWeights};
+use crate::metrics::{MetricsLog, Record, TrainRecord};
+use crate::optim::{param_paths, AdamW, AdamWSettings};
+use crate::schedule::LrSchedule;
+use crate::teacher_cache::{CacheKey, CacheSource, Side, TeacherEmbeddings};
+
+/// How this invocation runs (not part of the run's identity).
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Continue from the newest complete checkpoint in `out` (a fresh start when there is none).
+    pub resume: bool,
+    /// Delete an earlier run's checkpoints, final model and metrics in `out` and start over.
+    pub overwrite: bool,
+    /// Stop after this many steps of this invocation, writing nothing more (simulates an interruption).
+    pub max_steps_this_run: Option<usize>,
+    /// Sleep this long after every step (test hook: makes a run slow enough to be killed mid-way).
+    pub step_delay_ms: u64,
+    /// Show progress bars (they are hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// What a run did; also written to `manifest.json` under `results`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub out: PathBuf,
+    pub total_steps: usize,
+    /// Steps done when this invocation ended.
+    pub step: usize,
+    pub steps_this_run: usize,
+    pub resumed_from: Option<usize>,
+    pub finished: bool,
+    pub final_dir: Option<PathBuf>,
+    pub pooling: Pooling,
+    pub train_pairs: usize,
+    pub skipped_lines: usize,
+    /// The first malformed lines: (1-based line number, reason).
+    pub first_bad_lines: Vec<(usize, String)>,
+    pub teacher_cache: PathBuf,
+    pub teacher_cache_hit: bool,
+    /// Teacher forward passes (batches) run by this invocation.
+    pub teacher_forward_batches: u64,
+    /// Pairs per second of the training steps of this invocation (evaluation and checkpoints excluded).
+    pub pairs_per_s: f64,
+    pub first_loss: Option<LossValues>,
+    pub last_loss: Option<LossValues>,
+    pub eval_first: Option<EvalMetrics>,
+    pub eval_last: Option<EvalMetrics>,
+    /// The teacher's own dev retrieval accuracy (en->ru, ru->en).
+    pub teacher_acc: Option<(f32, f32)>,
+    pub loss_plot: Option<PathBuf>,
+}
+
+/// Runs (or resumes) a distillation on the backend `cfg.device` selects.
+pub fn run(cfg: &DistillConfig, opts: &TrainOptions) -> Result<Summary> {
+    cfg.validate()?;
+    tracing::info!("device: {}", backend::describe(cfg.device));
+    backend::run_autodiff(cfg.device, Task { cfg, opts })?
+}
+
+struct Task<'a> {
+    cfg: &'a DistillConfig,
+    opts: &'a TrainOptions,
+}
+
+impl AutodiffTask for Task<'_> {
+    type Output = Result<Summary>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        train::<B>(self.cfg, self.opts, &device)
+    }
+}
+
+fn has_pooler(dir: &Path) -> Result<bool> {
+    Ok(SafetensorsWeights::open_dir(dir)?
+        .names()
+        .iter()
+        .any(|n| n == "pooler.dense.weight"))
+}
+
+fn to_tensor<B: burn::tensor::backend::Backend>(
+    flat: Vec<f32>,
+    dim: usize,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let rows = flat.len() / dim;
+    Tensor::from_data(TensorData::new(flat, [rows, dim]), device)
+}
+
+/// Student sentence embeddings of `texts` (one padded batch; gradients flow).
+fn student_embed<B: AutodiffBackend>(
+    model: &BertModel<B>,
+    tokenizer: &TextTokenizer,
+    texts: &[&str],
+    pooling: Pooling,
+    max_length: usize,
+    device: &B::Device,
+) -> Result<Tensor<B, 2>> {
+    let tokens = tokenizer.encode(texts, max_length)?;
+    let batch = TokenBatch::new(&tokens.iter().collect::<Vec<_>>(), tokenizer.pad_id);
+    let (ids, mask) = batch.tensors::<B>(device);
+    let hidden = model.forward(ids, mask.clone(), None);
+    Ok(pooling::pool(model, &hidden, &mask, pooling).expect("pooler presence checked at start"))
+}
+
+fn prepare_out(out: &Path, opts: &TrainOptions) -> Result<()> {
+    let ours = [
+        checkpoint::checkpoints_dir(out),
+        out.join("final"),
+        out.join(crate::metrics::METRICS_FILE),
+        out.join("manifest.json"),
+    ];
+    if opts.overwrite {
+        for p in &ours {
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(p)
+            } else if p.exists() {
+                std::fs::remove_file(p)
+            } else {
+                Ok(())
+            };
+            r.map_err(|e| DistillError::io(p, e))?;
+        }
+    } else if !opts.resume && ours[..2].iter().any(|p| p.exists()) {
+        return Err(DistillError::Input(format!(
+            "{}: holds an earlier run (checkpoints/ or final/); pass --resume to continue it or --overwrite to start over",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| DistillError::io(out, e))
+}
+
+fn train<B: AutodiffBackend>(
+    cfg: &DistillConfig,
+    opts: &TrainOptions,
+    device: &B::Device,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let (teacher_dir, student_dir, data_path) = (cfg.teacher()?, cfg.student()?, cfg.data()?);
+
+    // --- inputs -----------------------------------------------------------------------------------
+    let teacher_cfg = read_config(teacher_dir)
+        .map_err(|e| DistillError::Input(format!("teacher checkpoint: {e}")))?;
+    let student_cfg = read_config(student_dir)
+        .map_err(|e| DistillError::Input(format!("student checkpoint: {e}")))?;
+    if teacher_cfg.hidden_size != student_cfg.hidden_size {
+        return Err(DistillError::Input(format!(
+            "student hidden size {} ({}) differs from the teacher's {} ({}); the MSE targets need equal sizes and \
+             distill has no projection layer. Distil into a student with the teacher's hidden size (pruning heads \
+             and FFN neurons keeps it)",
+            student_cfg.hidden_size,
+            student_dir.display(),
+            teacher_cfg.hidden_size,
+            teacher_dir.display()
+        )));
+    }
+    let teacher_pooler = has_pooler(teacher_dir)
+        .map_err(|e| DistillError::Input(format!("teacher checkpoint: {e}")))?;
+    let pooling = cfg
+        .pooling
+        .unwrap_or_else(|| default_pooling(teacher_dir, teacher_pooler).0);
+    let Encoder {
+        model: student_model,
+        tokenizer,
+        ..
+    } = Encoder::<B>::load(student_dir, device)
+        .map_err(|e| DistillError::Input(format!("student checkpoint: {e}")))?;
+    if pooling == Pooling::Pooler && !(teacher_pooler && student_model.pooler.is_some()) {
+        return Err(DistillError::Input(format!(
+            "pooling = \"pooler\", but the {} has no pooler weights (use cls or mean)",
+            if teacher_pooler { "student" } else { "teacher" }
+        )));
+    }
+    let max_length = cfg
+        .max_length
+        .min(student_cfg.max_position_embeddings)
+        .min(teacher_cfg.max_position_embeddings);
+    let mut data = TrainData::read(data_path, cfg.batch_size, cfg.seed)?;
+    tracing::info!(
+        "{}: {} pairs ({} malformed lines skipped); pooling {pooling}, max_length {max_length}",
+        data_path.display(),
+        data.len(),
+        data.skipped
+    );
+    let dev_path = cfg.dev_data();
+    if let Some(p) = &cfg.dev_data {
+        if !p.exists() {
+            return Err(DistillError::Input(format!(
+                "{}: dev_data not found",
+                p.display()
+            )));
+        }
+    }
+
+    let teacher_hash = checkpoint_hash(teacher_dir)?;
+    let student_hash = checkpoint_hash(student_dir)?;
+    let data_hash = file_hash(data_path)?;
+    let cache_dir = cfg.cache_dir();
+    let dim = teacher_cfg.hidden_size;
+    let key = CacheKey {
+        teacher_hash: teacher_hash.clone(),
+        data_hash: data_hash.clone(),
+        pooling,
+        max_length,
+    };
+    let cache = TeacherEmbeddings::open_or_build::<B::InnerBackend>(
+        &cache_dir,
+        &key,
+        CacheSource {
+            teacher_dir,
+            pairs: &data.pairs,
+            batch_size: cfg.eval_batch_size,
+            shard_rows: cfg.cache_shard_rows,
+            dim,
+        },
+        device,
+    )?;
+    let mut cache_hit = cache.hit;
+    let mut forward_batches = cache.forward_batches;
+    let mut dev_hash = None;
+    let dev = match &dev_path {
+        Some(p) => {
+            let d = PairData::read(p)?;
+            let h = file_hash(p)?;
+            let dkey = CacheKey {
+                teacher_hash: teacher_hash.clone(),
+                data_hash: h.clone(),
+                pooling,
+                max_length,
+            };
+            let dc = TeacherEmbeddings::open_or_build::<B::InnerBackend>(
+                &cache_dir,
+                &dkey,
+                CacheSource {
+                    teacher_dir,
+                    pairs: &d.pairs,
+                    batch_size: cfg.eval_batch_size,
+                    shard_rows: cfg.cache_shard_rows,
+                    dim,
+                },
+                device,
+            )?;
+            cache_hit &= dc.hit;
+            forward_batches += dc.forward_batches;
+            dev_hash = Some(h);
+            let n = cfg.eval_pairs.min(d.pairs.len());
+            let idx: Vec<usize> = (0..n).collect();
+            Some(DevSet {
+                pairs: d.pairs[..n].to_vec(),
+                t_en: dc.gather(Side::En, &idx),
+                t_ru: dc.gather(Side::Ru, &idx),
+                dim,
+            })
+        }
+        None => {
+            tracing::warn!("no dev data (set dev_data): training without evaluation");
+            None
+        }
+    };
+    let teacher_acc = dev
+        .as_ref()
+        .map(|d| eval::teacher_accuracy::<B::InnerBackend>(d, device));
+    if let Some((a, b)) = teacher_acc {
+        tracing::info!("teacher dev retrieval acc@1: en->ru {a:.4}, ru->en {b:.4}");
+    }
+
+    // --- run state --------------------------------------------------------------------------------
+    let out = cfg.out.as_path();
+    prepare_out(out, opts)?;
+    let total_steps = cfg
+        .steps
+        .unwrap_or_else(|| ((cfg.epochs * data.batches_per_epoch() as f64).ceil() as usize).max(1));
+    let warmup = cfg
+        .warmup_steps
+        .unwrap_or((cfg.warmup_ratio * total_steps as f64).round() as usize)
+        .min(total_steps);
+    let schedule = LrSchedule {
+        peak: cfg.lr,
+        warmup,
+        total: total_steps,
+        kind: cfg.schedule,
+        min_ratio: cfg.min_lr_ratio,
+    };
+    let weights = LossWeights {
+        mse: cfg.w_mse,
+        cross: cfg.w_cross,
+        rank: cfg.w_rank,
+        rank_scale: cfg.rank_scale,
+        normalize: cfg.normalize,
+    };
+    let mut optim = AdamW::<B::InnerBackend>::new(AdamWSettings {
+        beta1: cfg.adam_beta1,
+        beta2: cfg.adam_beta2,
+        eps: cfg.adam_eps,
+        weight_decay: cfg.weight_decay,
+        max_grad_norm: cfg.max_grad_norm,
+    });
+    let trajectory = cfg.trajectory_key();
+    let mut start_step = 0;
+    let mut train_seconds_before = 0.0;
+    let mut resumed_from = None;
+    let mut model = student_model;
+    if opts.resume {
+        if let Some((dir, st)) = checkpoint::latest(out)? {
+            let mismatch = |what: &str| {
+                DistillError::Resume(format!("{}: was made with a different {what}; start over with --overwrite or restore it", dir.display()))
+            };
+            if st.trajectory != trajectory {
+                let differs: Vec<String> = trajectory
+                    .as_object()
+                    .map(|now| {
+                        now.iter()
+                            .filter(|(k, v)| st.trajectory.get(k.as_str()) != Some(v))
+                            .map(|(k, _)| k.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return Err(mismatch(&format!("config (keys: {})", differs.join(", "))));
+            }
+            if st.teacher_hash != teacher_hash {
+                return Err(mismatch("teacher"));
+            }
+            if st.student_hash != student_hash {
+                return Err(mismatch("student"));
+            }
+            if st.data_hash != data_hash {
+                return Err(mismatch("data file"));
+            }
+            if st.total_steps != total_steps || st.position != data.position_of(st.step) {
+                return Err(mismatch("step count or batch size"));
+            }
+            let restored = Encoder::<B>::load(&dir, device)?;
+            model = restored.model;
+            optim.load(
+                &dir.join(checkpoint::OPTIMIZER_FILE),
+                st.optimizer_step,
+                &param_paths::<B, _>(&model),
+                device,
+            )?;
+            start_step = st.step;
+            train_seconds_before = st.train_seconds;
+            resumed_from = Some(st.step);
+            tracing::info!(
+                "resuming from {} (step {} of {})",
+                dir.display(),
+                st.step,
+                total_steps
+            );
+        } else {
+            tracing::info!(
+                "--resume: no checkpoint in {}; starting fresh",
+                checkpoint::checkpoints_dir(out).display()
+            );
+        }
+    }
+    let mut metrics = if resumed_from.is_some() {
+        MetricsLog::resume(out, start_step)?
+    } else {
+        MetricsLog::create(out)?
+    };
+
+    let evaluate = |model: &BertModel<B>, step: usize| -> Result<Option<EvalMetrics>> {
+        let Some(dev) = &dev else { return Ok(None) };
+        let m = eval::evaluate::<B::InnerBackend>(
+            &model.valid(),
+            &tokenizer,
+            dev,
+            pooling,
+            cfg.normalize,
+            max_length,
+            cfg.eval_batch_size,
+            step,
+            device,
+        )?;
+        tracing::info!(
+            "eval step {step}: mse {:.6} (en {:.6}, ru {:.6}, ru->t(en) {:.6}), acc@1 en->ru {:.4} ru->en {:.4}",
+            m.mse,
+            m.mse_en,
+            m.mse_ru,
+            m.mse_cross,
+            m.acc_en_ru,
+            m.acc_ru_en
+        );
+        Ok(Some(m))
+    };
+    if resumed_from.is_none() {
+        if let Some(m) = evaluate(&model, 0)? {
+            metrics.push(Record::Eval(m))?;
+        }
+    }
+
+    // --- steps ------------------------------------------------------------------------------------
+    let bar = if opts.progress {
+        ProgressBar::new(total_steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
+            .expect("valid template"),
+    );
+    bar.set_position(start_step as u64);
+    let mut train_seconds = 0.0f64;
+    let mut first_loss = None;
+    let mut last_loss = None;
+    let mut window = (LossValues::default(), 0usize, 0.0f64); // (sum, steps, seconds)
+    let mut steps_this_run = 0;
+    let mut step = start_step;
+    let mut latest_ckpt = checkpoint::list(out).pop().map(|(_, p)| p);
+    while step < total_steps {
+        if opts.max_steps_this_run.is_some_and(|m| steps_this_run >= m) {
+            break;
+        }
+        let t0 = Instant::now();
+        let pos = data.position_of(step);
+        let idx = data.batch(pos);
+        let en: Vec<&str> = idx.iter().map(|&i| data.pairs[i].en.as_str()).collect();
+        let ru: Vec<&str> = idx.iter().map(|&i| data.pairs[i].ru.as_str()).collect();
+        let s_en = student_embed(&model, &tokenizer, &en, pooling, max_length, device)?;
+        let s_ru = student_embed(&model, &tokenizer, &ru, pooling, max_length, device)?;
+        let t_en = to_tensor::<B>(cache.gather(Side::En, &idx), dim, device);
+        let t_ru = to_tensor::<B>(cache.gather(Side::Ru, &idx), dim, device);
+        let parts = distill_loss(s_en, s_ru, t_en, t_ru, &weights);
+        let values = parts.values();
+        if !values.total.is_finite() {
+            bar.abandon();
+            return Err(DistillError::NonFinite {
+                step: step + 1,
+                value: values.total,
+                checkpoint: latest_ckpt,
+            });
+        }
+        let grads = GradientsParams::from_grads(parts.total.backward(), &model);
+        let lr = schedule.lr(step);
+        let (updated, grad_norm) = optim.step::<B, _>(model, grads, lr);
+        model = updated;
+        step += 1;
+        steps_this_run += 1;
+        let secs = t0.elapsed().as_secs_f64();
+        train_seconds += secs;
+        first_loss.get_or_insert(values);
+        last_loss = Some(values);
+        window.0.total += values.total;
+        window.0.mse_en += values.mse_en;
+        window.0.mse_ru += values.mse_ru;
+        window.0.cross += values.cross;
+        window.0.rank += values.rank;
+        window.1 += 1;
+        window.2 += secs;
+        let pps = idx.len() as f64 / secs.max(1e-9);
+        bar.set_position(step as u64);
+        bar.set_message(format!("loss {:.5}  {:.1} pairs/s", values.total, pps));
+
+        if step % cfg.log_every == 0 || step == total_steps {
+            let k = window.1 as f32;
+            let mean = LossValues {
+                total: window.0.total / k,
+                mse_en: window.0.mse_en / k,
+                mse_ru: window.0.mse_ru / k,
+                cross: window.0.cross / k,
+                rank: window.0.rank / k,
+            };
+            let rec = TrainRecord {
+                step,
+                epoch: pos.epoch,
+                loss: mean,
+                lr,
+                grad_norm,
+                pairs_per_s: (window.1 * cfg.batch_size) as f64 / window.2.max(1e-9),
+            };
+            bar.suspend(|| {
+                tracing::info!(
+                    "step {step}/{total_steps} epoch {}: loss {:.6} (mse en {:.6} ru {:.6}, cross {:.6}, rank {:.4}) lr {:.3e} |g| {:.3} {:.1} pairs/s",
+                    pos.epoch,
+                    mean.total,
+                    mean.mse_en,
+                    mean.mse_ru,
+                    mean.cross,
+                    mean.rank,
+                    lr,
+                    grad_norm,
+                    rec.pairs_per_s
+                )
+            });
+            metrics.push(Record::Train(rec))?;
+            window = (LossValues::default(), 0, 0.0);
+        }
+        let mut last_eval = None;
+        if cfg.eval_every > 0 && step % cfg.eval_every == 0 || step == total_steps {
+            if let Some(m) = bar.suspend(|| evaluate(&model, step))? {
+                metrics.push(Record::Eval(m))?;
+                last_eval = Some(m);
+            }
+        }
+        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 || step == total_steps {
+            let state = TrainState {
+                step,
+                total_steps,
+                position: data.position_of(step),
+                seed: cfg.seed,
+                optimizer_step: optim.step,
+                trajectory: trajectory.clone(),
+                teacher_hash: teacher_hash.clone(),
+                student_hash: student_hash.clone(),
+                data_hash: data_hash.clone(),
+                train_seconds: train_seconds_before + train_seconds,
+                metrics: serde_json::json!({ "loss": values, "grad_norm": grad_norm, "eval": last_eval }),
+            };
+            let dir = checkpoint::save(
+                out,
+                &student_cfg,
+                &model.export(),
+                student_dir,
+                &optim,
+                &state,
+                cfg.keep_checkpoints,
+            )?;
+            tracing::debug!("checkpoint {}", dir.display());
+            latest_ckpt = Some(dir);
+        }
+        if opts.step_delay_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(opts.step_delay_ms));
+        }
+    }
+    bar.finish_and_clear();
+
+    // --- end --------------------------------------------------------------------------------------
+    let finished = step == total_steps;
+    let mut final_dir = None;
+    let mut loss_plot = None;
+    if finished {
+        let dir = out.join("final");
+        checkpoint::write_clean_model_dir(
+            &dir,
+            &student_cfg,
+            &model.export(),
+            student_dir,
+            |_| Ok(()),
+        )?;
+        final_dir = Some(dir);
+        loss_plot = crate::plot::loss_curve(out, &metrics);
+    }
+    let evals: Vec<&EvalMetrics> = metrics.evals().collect();
+    let eval_first = evals.first().map(|e| **e);
+    let eval_last = evals.last().map(|e| **e);
+    let summary = Summary {
+        out: out.to_path_buf(),
+        total_steps,
+        step,
+        steps_this_run,
+        resumed_from,
+        finished,
+        final_dir,
+        pooling,
+        train_pairs: data.len(),
+        skipped_lines: data.skipped,
+        first_bad_lines: data.first_bad.clone(),
+        teacher_cache: cache.dir.clone(),
+        teacher_cache_hit: cache_hit,
+        teacher_forward_batches: forward_batches,
+        pairs_per_s: if train_seconds > 0.0 {
+            (steps_this_run * cfg.batch_size) as f64 / train_seconds
+        } else {
+            0.0
+        },
+        first_loss,
+        last_loss,
+        eval_first,
+        eval_last,
+        teacher_acc,
+        loss_plot,
+    };
+    if finished {
+        let mut inputs = BTreeMap::new();
+        inputs.insert("teacher".to_string(), teacher_hash);
+        inputs.insert("student".to_string(), student_hash);
+        inputs.insert("data".to_string(), data_hash);
+        if let Some(h) = dev_hash {
+            inputs.insert("dev_data".to_string(), h);
+        }
+        let mut manifest = Manifest::new(
+            "distill",
+            serde_json::to_value(cfg).unwrap_or_default(),
+            inputs,
+        );
+        manifest.seconds = started.elapsed().as_secs_f64();
+        manifest.results = serde_json::to_value(&summary).unwrap_or_default();
+        manifest.write(out)?;
+    }
+    Ok(summary)
+}

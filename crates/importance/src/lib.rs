@@ -1,0 +1,638 @@
+//! Importance of every attention head and FFN neuron of a BERT checkpoint, by accumulated mask gradients.
+//!
+//! Every head and FFN neuron gets a multiplicative mask ξ = 1 ([`sekator_model::UnitMasks`]). The loss
+//! change when a unit is removed is estimated to first order by `|dL/dξ|` (Michel et al. 2019, "Are Sixteen
+//! Heads Really Better than One?"); it is accumulated over batches (`taylor`: sum of `|g_batch|`, `fisher`:
+//! sum of `g_batch²`) and normalised (`layer`: each layer's vector divided by its L2 norm, as in the paper;
+//! `global`; `none`). Only the masks require gradients: the model's parameters are frozen (`no_grad`).
+//!
+//! Library entry point: [`score`] (load, sample, accumulate, optionally validate) returns [`Scores`], which
+//! [`Scores::write`] / [`Scores::read`] store in the directory layout that `surgery` reads. The lower-level
+//! pieces ([`loss::mask_gradients`], [`loss::batch_loss`], [`accumulate`], [`validate_heads`]) are public
+//! for tests and for callers that already hold a model.
+
+pub mod loss;
+pub mod scores;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use sekator_model::backend::{self, AutodiffTask, DeviceKind};
+use sekator_model::rng::SplitMix64;
+use sekator_model::{
+    checkpoint_hash, file_hash, BertConfig, BertModel, Encoder, ModelError, PairData, Pooling,
+    UnitMasks,
+};
+use serde::{Deserialize, Serialize};
+
+pub use loss::{LossSpec, PreparedBatch};
+pub use scores::{ImportanceMeta, Scores, ValidatedHead, Validation};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportanceError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A user mistake in options or data, with the numbers.
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ImportanceError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        ImportanceError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Which loss is differentiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// In-batch en-ru translation ranking (symmetric softmax cross-entropy over scaled cosine similarities).
+    #[default]
+    Ranking,
+    /// MSE of the pooled embeddings to a teacher checkpoint's (`--teacher`), e.g. re-scoring a pruned model.
+    Teacher,
+}
+
+/// How batch gradients are accumulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Criterion {
+    /// Sum over batches of |dL/dξ| (first-order Taylor estimate).
+    #[default]
+    Taylor,
+    /// Sum over batches of (dL/dξ)² (empirical Fisher).
+    Fisher,
+}
+
+/// How accumulated scores are normalised before they are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    /// Each layer's head vector (and FFN vector) divided by its L2 norm.
+    #[default]
+    Layer,
+    /// All head scores divided by their joint L2 norm; all FFN scores likewise.
+    Global,
+    /// Raw accumulated sums.
+    None,
+}
+
+impl LossKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LossKind::Ranking => "ranking",
+            LossKind::Teacher => "teacher",
+        }
+    }
+}
+impl Criterion {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Criterion::Taylor => "taylor",
+            Criterion::Fisher => "fisher",
+        }
+    }
+}
+impl Normalize {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Normalize::Layer => "layer",
+            Normalize::Global => "global",
+            Normalize::None => "none",
+        }
+    }
+}
+
+/// Options of [`score`]; `Default` gives the CLI defaults (data `data/pairs.tsv`).
+#[derive(Debug, Clone)]
+pub struct ImportanceOptions {
+    /// TSV of `en<TAB>ru` pairs.
+    pub data: PathBuf,
+    pub loss: LossKind,
+    /// Teacher checkpoint (required by, and only used with, `LossKind::Teacher`).
+    pub teacher: Option<PathBuf>,
+    /// Cosine-similarity scale of the ranking loss.
+    pub scale: f32,
+    /// Pooling; `None`: the checkpoint's default.
+    pub pooling: Option<Pooling>,
+    pub criterion: Criterion,
+    pub normalize: Normalize,
+    /// Pairs sampled (seeded) from the data; only whole batches are used.
+    pub samples: usize,
+    pub batch_size: usize,
+    pub max_length: usize,
+    pub seed: u64,
+    /// Number of heads for the ablation check (0: none).
+    pub validate: usize,
+    /// Show progress bars on stderr (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Default for ImportanceOptions {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::from("data/pairs.tsv"),
+            loss: LossKind::Ranking,
+            teacher: None,
+            scale: 20.0,
+            pooling: None,
+            criterion: Criterion::Taylor,
+            normalize: Normalize::Layer,
+            samples: 2048,
+            batch_size: 32,
+            max_length: 128,
+            seed: 0,
+            validate: 0,
+            progress: true,
+        }
+    }
+}
+
+impl ImportanceOptions {
+    /// Rejects option combinations that cannot work, with the numbers.
+    pub fn check(&self) -> Result<(), ImportanceError> {
+        let bad = |m: String| Err(ImportanceError::Input(m));
+        if self.batch_size == 0 {
+            return bad("--batch-size must be at least 1".into());
+        }
+        if self.loss == LossKind::Ranking && self.batch_size < 2 {
+            return bad(format!(
+                "--batch-size {}: the ranking loss needs at least 2 pairs per batch (in-batch negatives)",
+                self.batch_size
+            ));
+        }
+        if self.max_length < 2 {
+            return bad(format!(
+                "--max-length {}: needs room for [CLS] and [SEP]",
+                self.max_length
+            ));
+        }
+        if self.samples == 0 {
+            return bad("--samples must be at least 1".into());
+        }
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return bad(format!("--scale {}: must be a positive number", self.scale));
+        }
+        match (self.loss, &self.teacher) {
+            (LossKind::Teacher, None) => {
+                bad("--loss teacher needs --teacher DIR (the checkpoint to match)".into())
+            }
+            (LossKind::Ranking, Some(t)) => bad(format!(
+                "--teacher {} is only used with --loss teacher",
+                t.display()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Accumulated, un-normalised scores in current unit order, from [`accumulate`].
+#[derive(Debug, Clone)]
+pub struct Accumulated {
+    /// `[layer][current head]`.
+    pub heads: Vec<Vec<f64>>,
+    /// `[layer][current neuron]`.
+    pub ffn: Vec<Vec<f64>>,
+    pub mean_loss: f64,
+    pub batches: usize,
+    pub seconds: f64,
+    /// Seconds of the first batch (warm-up included).
+    pub first_batch_seconds: f64,
+}
+
+/// Sums `|g|` (taylor) or `g²` (fisher) of the mask gradients over `batches`, in order, in f64.
+/// `progress` gets the number of pairs done after each batch.
+pub fn accumulate<B: AutodiffBackend>(
+    model: &BertModel<B>,
+    batches: &[PreparedBatch],
+    spec: &LossSpec,
+    criterion: Criterion,
+    device: &B::Device,
+    mut progress: impl FnMut(usize),
+) -> Accumulated {
+    let mut heads: Vec<Vec<f64>> = model.num_heads().iter().map(|&n| vec![0.0; n]).collect();
+    let mut ffn: Vec<Vec<f64>> = model.ffn_sizes().iter().map(|&n| vec![0.0; n]).collect();
+    let f = |g: f32| match criterion {
+        Criterion::Taylor => (g as f64).abs(),
+        Criterion::Fisher => (g as f64) * (g as f64),
+    };
+    let t0 = Instant::now();
+    let mut first = 0.0;
+    let (mut loss_sum, mut done) = (0.0, 0);
+    for (i, b) in batches.iter().enumerate() {
+        let g = loss::mask_gradients(model, b, spec, device);
+        for (acc, grad) in heads
+            .iter_mut()
+            .zip(&g.heads)
+            .chain(ffn.iter_mut().zip(&g.ffn))
+        {
+            for (a, &x) in acc.iter_mut().zip(grad) {
+                *a += f(x);
+            }
+        }
+        loss_sum += g.loss as f64;
+        done += b.en.batch;
+        if i == 0 {
+            first = t0.elapsed().as_secs_f64();
+        }
+        progress(done);
+    }
+    Accumulated {
+        heads,
+        ffn,
+        mean_loss: loss_sum / batches.len().max(1) as f64,
+        batches: batches.len(),
+        seconds: t0.elapsed().as_secs_f64(),
+        first_batch_seconds: first,
+    }
+}
+
+/// Mean loss over `batches` under `masks` (forward only).
+pub fn mean_loss<B: Backend>(
+    model: &BertModel<B>,
+    batches: &[PreparedBatch],
+    spec: &LossSpec,
+    masks: Option<&UnitMasks<B>>,
+    device: &B::Device,
+) -> f64 {
+    let sum: f64 = batches
+        .iter()
+        .map(|b| loss::host(loss::batch_loss(model, b, spec, masks, device))[0] as f64)
+        .sum();
+    sum / batches.len().max(1) as f64
+}
+
+/// For each `(layer, current head index)`: mean loss with that head alone masked to 0, minus the unmasked
+/// mean loss. Returns `(base_loss, increases)`. `progress` gets the number of heads done.
+pub fn validate_heads<B: Backend>(
+    model: &BertModel<B>,
+    batches: &[PreparedBatch],
+    spec: &LossSpec,
+    heads: &[(usize, usize)],
+    device: &B::Device,
+    mut progress: impl FnMut(usize),
+) -> (f64, Vec<f64>) {
+    let base = mean_loss(model, batches, spec, None, device);
+    let layers = model.num_heads();
+    let increases = heads
+        .iter()
+        .enumerate()
+        .map(|(i, &(l, h))| {
+            let mut hv: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
+            hv[l] = vec![1.0; layers[l]];
+            hv[l][h] = 0.0;
+            let masks = UnitMasks::<B>::from_values(&hv, &vec![Vec::new(); layers.len()], device);
+            let inc = mean_loss(model, batches, spec, Some(&masks), device) - base;
+            progress(i + 1);
+            inc
+        })
+        .collect();
+    (base, increases)
+}
+
+/// Ranks (1-based) with ties given their average rank.
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman rank correlation (Pearson correlation of average ranks); NaN when either side is constant or
+/// there are fewer than 2 points.
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let n = a.len();
+    if n < 2 {
+        return f64::NAN;
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let mean = (n as f64 + 1.0) / 2.0;
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        sab += (x - mean) * (y - mean);
+        saa += (x - mean) * (x - mean);
+        sbb += (y - mean) * (y - mean);
+    }
+    if saa == 0.0 || sbb == 0.0 {
+        return f64::NAN;
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+/// `k` present heads `(layer, original head)` chosen with `seed`, in a stable order.
+pub fn sample_heads(cfg: &BertConfig, k: usize, seed: u64) -> Vec<(usize, usize)> {
+    let mut all: Vec<(usize, usize)> = (0..cfg.num_hidden_layers)
+        .flat_map(|l| cfg.kept_heads(l).into_iter().map(move |h| (l, h)))
+        .collect();
+    SplitMix64::new(seed ^ 0x7661_6c69_6461_7465).shuffle(&mut all);
+    all.truncate(k);
+    all.sort_unstable();
+    all
+}
+
+fn progress_bar(show: bool, len: u64, unit: &str, msg: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let tpl = format!("{{msg}} {{bar:30}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}");
+    bar.set_style(indicatif::ProgressStyle::with_template(&tpl).expect("valid template"));
+    bar.set_message(msg.to_string());
+    bar
+}
+
+/// What the backend-generic part hands back.
+struct TaskOutput {
+    config: BertConfig,
+    pooling: Pooling,
+    acc: Accumulated,
+    validation: Option<(f64, Vec<(usize, usize)>, Vec<f64>, f64)>,
+}
+
+struct ScoreTask<'a> {
+    model_dir: &'a Path,
+    opts: &'a ImportanceOptions,
+    pairs: Vec<sekator_model::Pair>,
+}
+
+impl AutodiffTask for ScoreTask<'_> {
+    type Output = Result<TaskOutput, ImportanceError>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let o = self.opts;
+        let mut enc = Encoder::<B>::load(self.model_dir, &device)?;
+        // Only the masks need gradients; freezing the parameters keeps the backward pass small.
+        enc.model = enc.model.clone().no_grad();
+        let pooling = o.pooling.unwrap_or(enc.pooling);
+        if pooling == Pooling::Pooler && !enc.has_pooler() {
+            return Err(ImportanceError::Input(format!(
+                "{}: --pooling pooler, but the checkpoint has no pooler weights (use cls or mean)",
+                self.model_dir.display()
+            )));
+        }
+        let spec = LossSpec {
+            kind: o.loss,
+            scale: o.scale,
+            pooling,
+        };
+        let mut batches = loss::prepare_batches(&enc, &self.pairs, o.batch_size, o.max_length)?;
+        if let (LossKind::Teacher, Some(tdir)) = (o.loss, &o.teacher) {
+            let teacher = Encoder::<B::InnerBackend>::load(tdir, &device)?;
+            if teacher.config.hidden_size != enc.config.hidden_size {
+                return Err(ImportanceError::Input(format!(
+                    "{}: teacher hidden size {} differs from the model's {}",
+                    tdir.display(),
+                    teacher.config.hidden_size,
+                    enc.config.hidden_size
+                )));
+            }
+            if pooling == Pooling::Pooler && !teacher.has_pooler() {
+                return Err(ImportanceError::Input(format!(
+                    "{}: teacher has no pooler weights",
+                    tdir.display()
+                )));
+            }
+            loss::add_teacher_targets(&teacher, &mut batches, pooling);
+        }
+
+        let bar = progress_bar(o.progress, self.pairs.len() as u64, "pairs", "gradients");
+        let acc = accumulate(&enc.model, &batches, &spec, o.criterion, &device, |n| {
+            bar.set_position(n as u64)
+        });
+        bar.finish_and_clear();
+
+        let validation = if o.validate > 0 {
+            let t0 = Instant::now();
+            let chosen = sample_heads(&enc.config, o.validate, o.seed);
+            // (layer, original head) -> current index in that layer
+            let current: Vec<(usize, usize)> = chosen
+                .iter()
+                .map(|&(l, h)| {
+                    (
+                        l,
+                        enc.config
+                            .kept_heads(l)
+                            .iter()
+                            .position(|&k| k == h)
+                            .expect("kept head"),
+                    )
+                })
+                .collect();
+            let inner = enc.model.valid();
+            let bar = progress_bar(o.progress, current.len() as u64, "heads", "validate");
+            let (base, inc) = validate_heads(&inner, &batches, &spec, &current, &device, |n| {
+                bar.set_position(n as u64)
+            });
+            bar.finish_and_clear();
+            Some((base, chosen, inc, t0.elapsed().as_secs_f64()))
+        } else {
+            None
+        };
+        Ok(TaskOutput {
+            config: enc.config.clone(),
+            pooling,
+            acc,
+            validation,
+        })
+    }
+}
+
+/// Scores every head and FFN neuron of the checkpoint in `model_dir` (see the crate docs).
+///
+/// Errors: unreadable checkpoint or data, fewer sampled pairs than one batch, inconsistent options.
+/// The same inputs give bit-identical scores.
+pub fn score(
+    model_dir: &Path,
+    opts: &ImportanceOptions,
+    device: DeviceKind,
+) -> Result<Scores, ImportanceError> {
+    let t0 = Instant::now();
+    opts.check()?;
+    sekator_model::read_config(model_dir)?;
+    let ckpt_hash = checkpoint_hash(model_dir)?;
+    let teacher_hash = opts.teacher.as_deref().map(checkpoint_hash).transpose()?;
+    let data = PairData::read(&opts.data)?;
+    let data_hash = file_hash(&opts.data)?;
+    let mut pairs = data.sample(opts.samples, opts.seed);
+    let n_batches = pairs.len() / opts.batch_size;
+    if n_batches == 0 {
+        return Err(ImportanceError::Input(format!(
+            "{}: only {} pairs to score (file has {} valid pairs, --samples {}), fewer than one batch of --batch-size {}",
+            opts.data.display(),
+            pairs.len(),
+            data.pairs.len(),
+            opts.samples,
+            opts.batch_size
+        )));
+    }
+    if pairs.len() % opts.batch_size != 0 {
+        tracing::warn!(
+            "using {} of {} sampled pairs (whole batches of {} only)",
+            n_batches * opts.batch_size,
+            pairs.len(),
+            opts.batch_size
+        );
+    }
+    pairs.truncate(n_batches * opts.batch_size);
+    let samples = pairs.len();
+    let device_name = backend::describe(device);
+
+    let out = backend::run_autodiff(
+        device,
+        ScoreTask {
+            model_dir,
+            opts,
+            pairs,
+        },
+    )??;
+    let cfg = &out.config;
+
+    let mut heads_raw = out.acc.heads.clone();
+    let mut ffn_raw = out.acc.ffn.clone();
+    let heads_cur_raw = heads_raw.clone();
+    scores::normalize(&mut heads_raw, opts.normalize);
+    scores::normalize(&mut ffn_raw, opts.normalize);
+
+    // current head order -> original index space
+    let nh = cfg.num_attention_heads;
+    let mut heads = vec![vec![0.0f32; nh]; cfg.num_hidden_layers];
+    let mut head_present = vec![vec![false; nh]; cfg.num_hidden_layers];
+    let mut raw_orig = vec![vec![0.0f64; nh]; cfg.num_hidden_layers];
+    for l in 0..cfg.num_hidden_layers {
+        for (i, h) in cfg.kept_heads(l).into_iter().enumerate() {
+            heads[l][h] = heads_raw[l][i] as f32;
+            head_present[l][h] = true;
+            raw_orig[l][h] = heads_cur_raw[l][i];
+        }
+    }
+    let ffn: Vec<Vec<f32>> = ffn_raw
+        .iter()
+        .map(|v| v.iter().map(|&x| x as f32).collect())
+        .collect();
+
+    let validate = out.validation.map(|(base, chosen, inc, secs)| {
+        let hv: Vec<ValidatedHead> = chosen
+            .iter()
+            .zip(&inc)
+            .map(|(&(l, h), &d)| ValidatedHead {
+                layer: l,
+                head: h,
+                score: heads[l][h] as f64,
+                raw_score: raw_orig[l][h],
+                loss_increase: d,
+            })
+            .collect();
+        let s: Vec<f64> = hv.iter().map(|v| v.score).collect();
+        let r: Vec<f64> = hv.iter().map(|v| v.raw_score).collect();
+        Validation {
+            k: opts.validate,
+            base_loss: base,
+            spearman: spearman(&s, &inc),
+            spearman_raw: spearman(&r, &inc),
+            heads: hv,
+            seconds: secs,
+        }
+    });
+
+    let acc = &out.acc;
+    let meta = ImportanceMeta {
+        checkpoint: model_dir.display().to_string(),
+        checkpoint_hash: ckpt_hash,
+        data: opts.data.display().to_string(),
+        data_hash,
+        teacher: opts.teacher.as_ref().map(|t| t.display().to_string()),
+        teacher_hash,
+        loss: opts.loss,
+        scale: opts.scale,
+        pooling: out.pooling,
+        criterion: opts.criterion,
+        normalize: opts.normalize,
+        samples,
+        samples_requested: opts.samples,
+        batch_size: opts.batch_size,
+        batches: acc.batches,
+        max_length: opts.max_length,
+        seed: opts.seed,
+        skipped_lines: data.skipped,
+        num_hidden_layers: cfg.num_hidden_layers,
+        num_attention_heads: nh,
+        ffn_sizes: cfg.ffn_sizes(),
+        mean_loss: acc.mean_loss,
+        seconds: t0.elapsed().as_secs_f64(),
+        grad_seconds: acc.seconds,
+        pairs_per_s: samples as f64 / acc.seconds.max(1e-9),
+        pairs_per_s_after_first: (acc.batches > 1).then(|| {
+            (samples - samples / acc.batches) as f64
+                / (acc.seconds - acc.first_batch_seconds).max(1e-9)
+        }),
+        device: device_name,
+        validate,
+    };
+    Ok(Scores {
+        heads,
+        head_present,
+        ffn,
+        meta,
+    })
+}
+
+/// The manifest a run with these inputs would write, for skipping up-to-date work; `None` when an input
+/// cannot be hashed (the run itself will report it). The pooling is resolved as [`score`] resolves it.
+pub fn expected_manifest(
+    model_dir: &Path,
+    opts: &ImportanceOptions,
+) -> Option<sekator_model::Manifest> {
+    let pooling = match opts.pooling {
+        Some(p) => p,
+        None => {
+            let has_pooler = sekator_model::SafetensorsWeights::open_dir(model_dir)
+                .ok()?
+                .shape("pooler.dense.weight")
+                .is_some();
+            sekator_model::pooling::default_pooling(model_dir, has_pooler).0
+        }
+    };
+    let settings = serde_json::json!({
+        "loss": opts.loss, "scale": opts.scale, "pooling": pooling, "criterion": opts.criterion,
+        "normalize": opts.normalize, "samples": opts.samples, "batch_size": opts.batch_size,
+        "max_length": opts.max_length, "seed": opts.seed, "validate": opts.validate,
+    });
+    let mut inputs = std::collections::BTreeMap::new();
+    inputs.insert("checkpoint".to_string(), checkpoint_hash(model_dir).ok()?);
+    inputs.insert("data".to_string(), file_hash(&opts.data).ok()?);
+    if let Some(t) = &opts.teacher {
+        inputs.insert("teacher".to_string(), checkpoint_hash(t).ok()?);
+    }
+    Some(sekator_model::Manifest::new(
+        scores::STAGE,
+        settings,
+        inputs,
+    ))
+}

@@ -1,0 +1,177 @@
+//! `importance`: which attention heads and FFN neurons of a BERT checkpoint can go?
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use sekator_importance::{score, Criterion, ImportanceOptions, LossKind, Normalize, Scores};
+use sekator_model::backend::DeviceKind;
+use sekator_model::{Manifest, Pooling};
+
+/// Score every attention head and FFN neuron of a BERT checkpoint by accumulated mask gradients.
+///
+/// Each head and FFN neuron is multiplied by a mask ξ = 1; the first-order Taylor estimate of the loss
+/// change when a unit is removed is |dL/dξ| (Michel et al. 2019). Gradients are accumulated over seeded
+/// batches of en-ru pairs and normalised, then written to OUT:
+///
+///   importance.safetensors  `heads` [layers, heads] (original head indices, pruned heads 0) and
+///                           `head_present`, `ffn.{l}` [FFN width of layer l] (current neuron order)
+///   importance.json         hashes of checkpoint and data, settings, mean loss, time, pairs/s, --validate
+///   heads.csv, heads.png    head scores as a table and a heat map; ffn.png: sorted FFN scores per layer
+///   manifest.json           what ran; a rerun with the same inputs and settings is skipped (--force reruns)
+///
+/// The same inputs give identical scores.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Model directory (Hugging Face layout: config.json, model.safetensors, tokenizer).
+    #[arg(long)]
+    model: PathBuf,
+    /// Output directory (created; files in it are replaced).
+    #[arg(long)]
+    out: PathBuf,
+    /// TSV of en<TAB>ru pairs (header `en	ru` optional; malformed lines are skipped and counted).
+    #[arg(long, default_value = "data/pairs.tsv")]
+    data: PathBuf,
+    /// Loss whose gradient is taken.
+    #[arg(long, value_enum, default_value_t = LossKind::Ranking)]
+    loss: LossKind,
+    /// Teacher checkpoint for `--loss teacher` (same tokenizer and hidden size).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Scale of the cosine similarities in the ranking loss.
+    #[arg(long, default_value_t = 20.0)]
+    scale: f32,
+    /// Sentence pooling; default: the checkpoint's own (sentence-transformers config, else pooler, else cls).
+    #[arg(long, value_enum)]
+    pooling: Option<Pooling>,
+    /// Accumulation: taylor = sum of |batch gradient|, fisher = sum of squared batch gradients.
+    #[arg(long, value_enum, default_value_t = Criterion::Taylor)]
+    criterion: Criterion,
+    /// Normalisation: layer = L2 per layer (heads and FFN separately), global = one L2 norm, none = raw.
+    #[arg(long, value_enum, default_value_t = Normalize::Layer)]
+    normalize: Normalize,
+    /// Pairs sampled (seeded) from the data; only whole batches are used.
+    #[arg(long, default_value_t = 2048)]
+    samples: usize,
+    /// Pairs per batch (the ranking loss uses the other pairs of the batch as negatives).
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Truncate texts to this many tokens, [CLS] and [SEP] included.
+    #[arg(long, default_value_t = 128)]
+    max_length: usize,
+    /// Seed of the data sample and of the --validate head sample.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Check the ranking: for K seeded heads, measure the loss increase when that head alone is masked
+    /// (forward only, same batches) and report the Spearman correlation with the scores.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    validate: usize,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Auto)]
+    device: DeviceKind,
+    /// Rerun even when OUT/manifest.json says the outputs are up to date.
+    #[arg(long)]
+    force: bool,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn run(a: Args) -> Result<()> {
+    let opts = ImportanceOptions {
+        data: a.data.clone(),
+        loss: a.loss,
+        teacher: a.teacher.clone(),
+        scale: a.scale,
+        pooling: a.pooling,
+        criterion: a.criterion,
+        normalize: a.normalize,
+        samples: a.samples,
+        batch_size: a.batch_size,
+        max_length: a.max_length,
+        seed: a.seed,
+        validate: a.validate,
+        progress: !a.quiet,
+    };
+    opts.check()?;
+    if !a.force {
+        if let (Some(want), Some(have)) = (
+            sekator_importance::expected_manifest(&a.model, &opts),
+            Manifest::read(&a.out),
+        ) {
+            if want.matches(&have) && Scores::read(&a.out).is_ok() {
+                eprintln!(
+                    "{}: up to date (same checkpoint, data and settings); --force to rerun",
+                    a.out.display()
+                );
+                return Ok(());
+            }
+        }
+    }
+    let scores = score(&a.model, &opts, a.device)
+        .with_context(|| format!("scoring {}", a.model.display()))?;
+    scores
+        .write(&a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+
+    let m = &scores.meta;
+    println!(
+        "{}: {} pairs ({} batches of {}, max_length {}), loss {} mean {:.4}, {:.1} pairs/s on {}, {:.1} s",
+        a.out.display(),
+        m.samples,
+        m.batches,
+        m.batch_size,
+        m.max_length,
+        m.loss.name(),
+        m.mean_loss,
+        m.pairs_per_s,
+        m.device,
+        m.seconds
+    );
+    let top: Vec<String> = scores
+        .ranked_heads()
+        .iter()
+        .take(5)
+        .map(|(l, h, s)| format!("L{l}H{h} {s:.3}"))
+        .collect();
+    let bottom: Vec<String> = scores
+        .ranked_heads()
+        .iter()
+        .rev()
+        .take(5)
+        .map(|(l, h, s)| format!("L{l}H{h} {s:.3}"))
+        .collect();
+    println!(
+        "top heads: {}; bottom: {}",
+        top.join(", "),
+        bottom.join(", ")
+    );
+    if let Some(v) = &m.validate {
+        println!(
+            "validate {} heads: Spearman(score, loss increase) = {:.3} (raw scores {:.3}), base loss {:.4}",
+            v.heads.len(),
+            v.spearman,
+            v.spearman_raw,
+            v.base_loss
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

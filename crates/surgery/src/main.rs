@@ -1,0 +1,259 @@
+//! `surgery`: cut attention heads, FFN neurons or whole layers out of a BERT checkpoint.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use sekator_surgery::{run, BenchOptions, Limits, Options, PlanSource, Rule};
+
+const AFTER_HELP: &str = "\
+PLANS
+  A plan lists, per layer, the ORIGINAL indices of the heads and FFN neurons to remove, in the Hugging Face
+  `pruned_heads` convention:   {\"heads\": {\"0\": [0, 3]}, \"ffn\": {\"2\": [17, 255]}, \"keep_layers\": [0, 2, 4]}
+  (`ffn` and `keep_layers` optional). Indices stay those of the original checkpoint even when --model was
+  pruned before; units already gone are skipped. Every run saves the plan it applied as OUT/plan.json, which
+  reproduces the result with `--plan` on the same input model.
+
+  With --importance, the plan is built from the importance stage's scores:
+    --heads-ratio R      remove the fraction R of all heads present, least important first, across layers
+                         (default 0.5, the original study's setting; 0 keeps every head)
+    --heads-per-layer N  instead: keep the N most important heads in every layer
+    --ffn-ratio R        remove the fraction R of FFN neurons, least important across layers (default 0)
+    --ffn-uniform        take the fraction R of every layer's neurons instead
+  Every layer keeps at least --min-heads heads and --min-ffn neurons; an explicit plan that would leave less
+  is refused with the layer named. Whole layers go with --keep-layers (the layer-dropping baseline).
+
+OUTPUT (written to a temporary sibling of OUT, then renamed into place)
+  OUT/config.json, model.safetensors   the smaller checkpoint (pruned_heads merged, intermediate_size[s])
+  OUT/<tokenizer files>                copied from --model, with the sentence-transformers files
+  OUT/plan.json                        the applied plan (all steps merged), original indices
+  OUT/size.json                        params total / encoder / embeddings, file size, FLOPs per token at
+                                       sequence length 128, measured CPU ms/text; before, after and ratios
+  OUT/manifest.json                    settings, input hashes, results
+  An existing OUT is replaced only with --overwrite; if its manifest shows the same inputs and settings,
+  the run reports it as up to date and exits 0.
+
+EXAMPLES
+  surgery --model data/models/all-MiniLM-L6-v2 --importance runs/x/importance --out runs/x/pruned
+  surgery --model M --importance I --heads-ratio 0.5 --ffn-ratio 0.5 --out OUT
+  surgery --model M --plan my_plan.json --dry-run
+  surgery --model M --keep-layers 0,2,4 --out OUT";
+
+/// Cut attention heads, FFN neurons or whole layers out of a BERT checkpoint and write a smaller,
+/// standard Hugging Face checkpoint with a size report (params, FLOPs, measured CPU speed).
+#[derive(Parser, Debug)]
+#[command(name = "surgery", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Input Hugging Face model directory (config.json + model.safetensors + tokenizer files).
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Output directory of the importance stage (importance.safetensors + importance.json) for --model.
+    #[arg(long, value_name = "DIR", conflicts_with = "plan")]
+    importance: Option<PathBuf>,
+    /// Explicit plan file (see PLANS below).
+    #[arg(long, value_name = "FILE.json")]
+    plan: Option<PathBuf>,
+    /// Fraction of all heads to remove, least important first across layers [default: 0.5].
+    #[arg(
+        long,
+        value_name = "R",
+        requires = "importance",
+        conflicts_with = "heads_per_layer"
+    )]
+    heads_ratio: Option<f64>,
+    /// Keep this many most important heads in every layer (instead of --heads-ratio).
+    #[arg(long, value_name = "N", requires = "importance")]
+    heads_per_layer: Option<usize>,
+    /// Fraction of FFN neurons to remove, least important first.
+    #[arg(long, value_name = "R", requires = "importance", default_value_t = 0.0)]
+    ffn_ratio: f64,
+    /// Apply --ffn-ratio to every layer separately instead of across layers.
+    #[arg(long, requires = "importance")]
+    ffn_uniform: bool,
+    /// Fewest heads any layer may keep.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    min_heads: usize,
+    /// Fewest FFN neurons any layer may keep.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    min_ffn: usize,
+    /// Keep only these layers (ascending, comma-separated), after any head/FFN cuts: layer dropping.
+    #[arg(long, value_name = "L,L,...", value_delimiter = ',')]
+    keep_layers: Option<Vec<usize>>,
+    /// Output directory.
+    #[arg(long, value_name = "DIR", required_unless_present = "dry_run")]
+    out: Option<PathBuf>,
+    /// Print the plan and the resulting sizes; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace an existing --out.
+    #[arg(long)]
+    overwrite: bool,
+    /// Use importance scores computed for a different checkpoint (hash mismatch) anyway.
+    #[arg(long)]
+    force: bool,
+    /// Reach the target in K equal steps, re-scoring importance on the partly pruned model in between.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    steps: usize,
+    /// Texts timed on CPU before and after (0 skips the timing).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    bench_texts: usize,
+    /// Batch size of the timing.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    bench_batch: usize,
+    /// Timed passes per model (the median is reported).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    bench_repeats: usize,
+    /// Token limit of the timing.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    bench_max_length: usize,
+    /// Print size.json's content as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn options(a: &Args) -> Result<Options> {
+    let source = match (&a.importance, &a.plan) {
+        (Some(dir), None) => PlanSource::Importance {
+            dir: dir.clone(),
+            rule: Rule {
+                heads_ratio: a.heads_ratio.unwrap_or(0.5),
+                heads_per_layer: a.heads_per_layer,
+                ffn_ratio: a.ffn_ratio,
+                ffn_uniform: a.ffn_uniform,
+                limits: Limits {
+                    min_heads: a.min_heads,
+                    min_ffn: a.min_ffn,
+                },
+            },
+        },
+        (None, Some(p)) => PlanSource::File(p.clone()),
+        (None, None) if a.keep_layers.is_some() => PlanSource::None,
+        (None, None) => bail!(
+            "nothing to cut: give --importance DIR, --plan FILE.json or --keep-layers (see --help)"
+        ),
+        (Some(_), Some(_)) => unreachable!("clap rejects --importance with --plan"),
+    };
+    if a.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    Ok(Options {
+        model: a.model.clone(),
+        source,
+        keep_layers: a.keep_layers.clone(),
+        limits: Limits {
+            min_heads: a.min_heads,
+            min_ffn: a.min_ffn,
+        },
+        out: a.out.clone(),
+        dry_run: a.dry_run,
+        overwrite: a.overwrite,
+        force: a.force,
+        steps: a.steps,
+        bench: (a.bench_texts > 0).then(|| BenchOptions {
+            texts: a.bench_texts,
+            batch_size: a.bench_batch,
+            max_length: a.bench_max_length,
+            repeats: a.bench_repeats,
+        }),
+    })
+}
+
+fn real_main() -> Result<()> {
+    let args = Args::parse();
+    let opts = options(&args)?;
+    let mut rescorer = sekator_surgery_rescorer(&args)?;
+    let outcome = run(
+        &opts,
+        rescorer
+            .as_mut()
+            .map(|r| &mut **r as &mut dyn sekator_surgery::Rescorer),
+    )
+    .with_context(|| format!("surgery on {}", args.model.display()))?;
+    let r = &outcome.report;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    if outcome.up_to_date {
+        println!(
+            "{}: up to date (same inputs and settings); nothing written",
+            outcome.out.as_ref().unwrap().display()
+        );
+    }
+    if args.dry_run {
+        println!(
+            "plan (original indices):\n{}",
+            outcome.plan.to_json().trim_end()
+        );
+    }
+    println!(
+        "heads per layer: {:?} -> {:?}\nFFN widths:      {:?} -> {:?}",
+        r.before.heads_per_layer, r.after.heads_per_layer, r.before.ffn_sizes, r.after.ffn_sizes
+    );
+    println!("{}", r.table_string());
+    if let Some(f) = r.after.file {
+        println!(
+            "parameters in the written safetensors: {} (analytic {})",
+            f.params, r.after.params.total
+        );
+    }
+    println!(
+        "FLOPs per token at seq {}: {} -> {} ({:.3}x fewer); params {} -> {} ({:.3}x fewer)",
+        r.before.flops_seq_len,
+        r.before.flops_per_token,
+        r.after.flops_per_token,
+        r.ratios.flops_per_token,
+        r.before.params.total,
+        r.after.params.total,
+        r.ratios.params_total
+    );
+    if let (Some(s), Some(b)) = (r.ratios.speedup, &r.bench) {
+        println!(
+            "CPU: {:.2} -> {:.2} ms/text, {:.2}x faster ({} texts, batch {}, {} threads)",
+            r.before.ms_per_text.unwrap_or(f64::NAN),
+            r.after.ms_per_text.unwrap_or(f64::NAN),
+            s,
+            b.options.texts,
+            b.options.batch_size,
+            b.threads
+        );
+    }
+    if let (Some(out), false) = (&outcome.out, outcome.up_to_date) {
+        println!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// The importance crate as a library, for `--steps K > 1`.
+fn sekator_surgery_rescorer(args: &Args) -> Result<Option<Box<dyn sekator_surgery::Rescorer>>> {
+    if args.steps <= 1 {
+        return Ok(None);
+    }
+    bail!("--steps {} > 1: iterative re-scoring is not available yet in this build (the importance library is not wired in); run with --steps 1", args.steps)
+}
+
+fn main() -> ExitCode {
+    // polars reads its table layout from the environment; set it before any thread starts.
+    std::env::set_var("POLARS_FMT_TABLE_HIDE_DATAFRAME_SHAPE_INFORMATION", "1");
+    std::env::set_var("POLARS_FMT_TABLE_HIDE_COLUMN_DATA_TYPES", "1");
+    std::env::set_var("POLARS_FMT_MAX_COLS", "20");
+    std::env::set_var("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1");
+    // wide enough that no header or value is wrapped mid-word
+    std::env::set_var("POLARS_TABLE_WIDTH", "250");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,sekator_surgery=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

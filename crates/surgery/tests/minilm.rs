@@ -1,0 +1,111 @@
+//! Acceptance 1 and 2 on the real all-MiniLM-L6-v2 (skipped with a note when it has not been fetched:
+//! `python3 scripts/fetch_model.py minilm`).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use sekator_model::Encoder;
+use sekator_surgery::size::file_params;
+use sekator_surgery::{run, PlanSource, Rule};
+
+fn minilm() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/models/all-MiniLM-L6-v2");
+    dir.join("model.safetensors").exists().then_some(dir)
+}
+
+#[test]
+fn minilm_heads_and_ffn_half_is_exact_and_sizes_add_up() {
+    let Some(model) = minilm() else {
+        eprintln!("skipped: data/models/all-MiniLM-L6-v2 not present");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let imp = tmp.path().join("imp");
+    let ck = sekator_surgery::Checkpoint::read(&model).unwrap();
+    let scores = sekator_surgery::importance::magnitude_scores(&ck).unwrap();
+    sekator_surgery::importance::write(
+        &imp,
+        &ck.config,
+        &scores,
+        &sekator_model::checkpoint_hash(&model).unwrap(),
+    )
+    .unwrap();
+    drop(ck);
+
+    // Heads 50% only: sizes from a dry run.
+    let rule = Rule {
+        heads_ratio: 0.5,
+        ..Rule::default()
+    };
+    let mut o = opts(
+        &model,
+        PlanSource::Importance {
+            dir: imp.clone(),
+            rule,
+        },
+        &tmp.path().join("unused"),
+    );
+    o.dry_run = true;
+    let h50 = run(&o, None).unwrap().report;
+    assert_eq!(h50.before.params.total, 22_713_216);
+    assert_eq!(h50.after.params.total, 20_940_288);
+    assert_eq!(
+        h50.before.file.unwrap().params,
+        22_713_216,
+        "stored params (position_ids buffer excluded)"
+    );
+    println!(
+        "MiniLM heads 50%: params {} -> {} ({:.4}x), FLOPs/token@128 {} -> {} ({:.4}x)",
+        h50.before.params.total,
+        h50.after.params.total,
+        h50.ratios.params_total,
+        h50.before.flops_per_token,
+        h50.after.flops_per_token,
+        h50.ratios.flops_per_token
+    );
+
+    // Heads 50% + FFN 50%: written, exact against the masked original.
+    let rule = Rule {
+        heads_ratio: 0.5,
+        ffn_ratio: 0.5,
+        ..Rule::default()
+    };
+    let out = tmp.path().join("pruned");
+    let outcome = run(
+        &opts(&model, PlanSource::Importance { dir: imp, rule }, &out),
+        None,
+    )
+    .unwrap();
+    let r = &outcome.report;
+    let stored = file_params(&out).unwrap();
+    assert_eq!(stored.params, r.after.params.total);
+    assert_eq!(stored.params, 17_396_736);
+    assert_eq!(r.ratios.flops_per_token, 2.0);
+    println!(
+        "MiniLM heads 50% + FFN 50%: params {} -> {} ({:.4}x), file {} -> {} bytes, FLOPs/token@128 {} -> {} ({:.4}x), \
+         heads {:?}, FFN {:?}",
+        r.before.params.total,
+        r.after.params.total,
+        r.ratios.params_total,
+        r.before.file.unwrap().bytes,
+        stored.bytes,
+        r.before.flops_per_token,
+        r.after.flops_per_token,
+        r.ratios.flops_per_token,
+        r.after.heads_per_layer,
+        r.after.ffn_sizes
+    );
+
+    let dev = Default::default();
+    let orig = Encoder::<B>::load(&model, &dev).unwrap();
+    let pruned = Encoder::<B>::load(&out, &dev).unwrap();
+    let reference = hidden(&orig, Some(&masks_for(&orig.config, &outcome.plan)));
+    let got = hidden(&pruned, None);
+    let d = max_diff(&reference, &got);
+    println!("MiniLM heads 50% + FFN 50%: max |diff| vs masked original = {d:e}");
+    assert!(d <= 1e-5, "{d}");
+    assert!(out.join("modules.json").exists() && out.join("1_Pooling/config.json").exists());
+    assert!(out.join("tokenizer.json").exists());
+}
