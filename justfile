@@ -4,7 +4,10 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 mirror := env_var_or_default("SEKATOR_MIRROR", "../shared/data")
-bin := "target/release"
+# `SEKATOR_PROFILE=dev` runs the stages from the dev build (what `just test` already compiled; CI does this).
+profile := env_var_or_default("SEKATOR_PROFILE", "release")
+bin := if profile == "release" { "target/release" } else { "target/debug" }
+release_flag := if profile == "release" { "--release" } else { "" }
 
 default:
     @just --list
@@ -22,7 +25,7 @@ fetch-data:
 
 # Release build of every stage binary (add `--features cuda` through CARGO_FLAGS for GPU runs).
 build:
-    cargo build --release --workspace --bins ${CARGO_FLAGS:-}
+    cargo build {{release_flag}} --workspace --bins ${CARGO_FLAGS:-}
 
 # Every test of the workspace (fetches MiniLM and the data first: the parity tests need them).
 test: (fetch-model "minilm") fetch-data

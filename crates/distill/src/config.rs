@@ -42,6 +42,9 @@ pub struct DistillConfig {
     /// Teacher-embedding cache. Default: `<out>/teacher-cache`; point several runs at one dir to share it.
     pub cache_dir: Option<PathBuf>,
 
+    /// Use a seeded sample of this many pairs of `data` (default: all). The teacher embeds only those, and
+    /// runs with the same sample share its cache whatever their step count.
+    pub max_pairs: Option<usize>,
     /// Optimizer steps in all. Default: `epochs` passes over the data.
     pub steps: Option<usize>,
     /// Passes over the data when `steps` is unset (fractions allowed).
@@ -108,6 +111,7 @@ impl Default for DistillConfig {
             dev_data: None,
             out: PathBuf::from("distill-out"),
             cache_dir: None,
+            max_pairs: None,
             steps: None,
             epochs: 1.0,
             batch_size: 32,
@@ -150,6 +154,7 @@ data = "../shared/data/en-ru/pairs.tsv"
 out = "runs/minilm-50/distill"
 # cache_dir = "runs/teacher-cache"                  # default: <out>/teacher-cache
 
+# max_pairs = 20000       # default: every pair of `data`
 # steps = 3000            # default: epochs * ceil(pairs / batch_size)
 epochs = 1.0
 batch_size = 32
@@ -192,6 +197,46 @@ impl DistillConfig {
             path: path.to_path_buf(),
             msg,
         })
+    }
+
+    /// Settings from a pipeline config (`configs/*.toml` with a `[run]` section): teacher = `run.model`,
+    /// student = `runs/NAME/pruned`, data and dev data from `[run]`, out = `runs/NAME/distill`, the teacher
+    /// cache shared by every run under `runs/teacher-cache`; `[distill]` sets the rest (`seed` and `device`
+    /// default to `[run]`'s). Keys the pipeline sets itself are refused, unknown keys name themselves.
+    pub fn from_pipeline(rc: &sekator_model::run_config::RunConfig) -> Result<Self> {
+        const RESERVED: [&str; 5] = ["teacher", "student", "data", "dev_data", "out"];
+        let section = rc.section_json("distill");
+        if let Some(k) = section
+            .as_object()
+            .and_then(|o| o.keys().find(|k| RESERVED.contains(&k.as_str())))
+        {
+            return Err(DistillError::ConfigFile {
+                path: rc.path.clone(),
+                msg: format!("[distill] key `{k}` is set by the pipeline itself (from [run] and the run directory); remove it"),
+            });
+        }
+        let has = |k: &str| section.get(k).is_some();
+        let mut c: DistillConfig = rc
+            .section("distill")
+            .map_err(|e| DistillError::ConfigFile {
+                path: rc.path.clone(),
+                msg: e.to_string(),
+            })?;
+        c.teacher = Some(rc.run.model.clone());
+        c.student = Some(rc.stage_dir("pruned"));
+        c.data = Some(rc.run.pairs.clone());
+        c.dev_data = Some(rc.run.dev_pairs.clone());
+        c.out = rc.stage_dir("distill");
+        if !has("cache_dir") {
+            c.cache_dir = Some(rc.run.runs_dir.join("teacher-cache"));
+        }
+        if !has("seed") {
+            c.seed = rc.run.seed;
+        }
+        if !has("device") {
+            c.device = rc.run.device;
+        }
+        Ok(c)
     }
 
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
@@ -273,7 +318,7 @@ impl DistillConfig {
                 return bad(k, "must be in [0, 1)");
             }
         }
-        if !(self.adam_eps > 0.0) {
+        if self.adam_eps.is_nan() || self.adam_eps <= 0.0 {
             return bad("adam_eps", "must be positive");
         }
         for (k, v) in [

@@ -59,6 +59,18 @@ impl TrainData {
         }
     }
 
+    /// Keeps only the `m` pairs that the first `m` positions of epoch 0's permutation visit (in file order):
+    /// a run whose step budget covers less than one epoch then caches teacher embeddings for just those.
+    pub fn keep_first_visited(&mut self, m: usize) {
+        if m >= self.pairs.len() {
+            return;
+        }
+        let mut keep = Self::epoch_order(self.pairs.len(), self.seed, 0)[..m].to_vec();
+        keep.sort_unstable();
+        self.pairs = keep.iter().map(|&i| self.pairs[i].clone()).collect();
+        self.order = None;
+    }
+
     pub fn len(&self) -> usize {
         self.pairs.len()
     }

@@ -20,4 +20,4 @@ pub mod train;
 
 pub use config::DistillConfig;
 pub use error::DistillError;
-pub use train::{run, Summary, TrainOptions};
+pub use train::{expected_manifest, run, Summary, TrainOptions};

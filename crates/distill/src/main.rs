@@ -1,17 +1,19 @@
 //! `distill`: command-line front end of [`sekator_distill::run`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use sekator_distill::config::{ScheduleKind, EXAMPLE_TOML};
-use sekator_distill::{DistillConfig, TrainOptions};
-use sekator_model::{DeviceKind, Pooling};
+use sekator_distill::{DistillConfig, DistillError, TrainOptions};
+use sekator_model::{DeviceKind, Manifest, Pooling};
 
 const AFTER_HELP: &str = "\
 Settings come from --config (TOML; every key optional, unknown keys are errors), then the flags above \
-override them. `--print-config` shows the resolved settings. Outputs in --out: checkpoints/step-N/ (HF model \
+override them. A pipeline config (configs/*.toml, with a [run] section) works too: teacher = run.model, \
+student = runs/NAME/pruned, out = runs/NAME/distill, the rest from its [distill] section; such a run is skipped \
+when finished with the same inputs and settings, resumed when interrupted, restarted when its settings changed. `--print-config` shows the resolved settings. Outputs in --out: checkpoints/step-N/ (HF model \
 dir + optimizer.safetensors + state.json; last keep_checkpoints kept), final/ (HF model dir), metrics.jsonl, \
 loss.png, manifest.json. Teacher embeddings are cached under cache_dir, keyed by (teacher hash, data hash, \
 pooling, max_length); a second run does no teacher forward passes.";
@@ -37,6 +39,9 @@ struct Args {
     /// Print the resolved settings as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Start over even when --out holds a finished run of the same settings (implies --overwrite).
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
     /// Stop after N steps of this invocation without writing anything more (simulates an interruption).
     #[arg(long, value_name = "N")]
     max_steps_this_run: Option<usize>,
@@ -65,6 +70,9 @@ struct Args {
     /// Total optimizer steps. [config: steps; default: epochs * batches per epoch]
     #[arg(long)]
     steps: Option<usize>,
+    /// Train on a seeded sample of N pairs only (the teacher embeds just those). [config: max_pairs]
+    #[arg(long, value_name = "N")]
+    max_pairs: Option<usize>,
     /// Passes over the data when --steps is unset. [config: epochs; default 1]
     #[arg(long)]
     epochs: Option<f64>,
@@ -127,10 +135,23 @@ struct Args {
     device: Option<DeviceKind>,
 }
 
-fn resolve(a: &Args) -> Result<DistillConfig> {
-    let mut c = match &a.config {
-        Some(p) => DistillConfig::load(p)?,
-        None => DistillConfig::default(),
+/// A pipeline config (configs/*.toml) has a `[run]` section; distill's own config files do not.
+fn is_pipeline_config(p: &Path) -> bool {
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("run"))
+}
+
+/// The resolved settings, and whether they came from a pipeline config.
+fn resolve(a: &Args) -> Result<(DistillConfig, bool)> {
+    let (mut c, pipeline) = match &a.config {
+        Some(p) if is_pipeline_config(p) => (
+            DistillConfig::from_pipeline(&sekator_model::run_config::RunConfig::load(p)?)?,
+            true,
+        ),
+        Some(p) => (DistillConfig::load(p)?, false),
+        None => (DistillConfig::default(), false),
     };
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { c.$f = v.into(); } )* };
@@ -168,10 +189,11 @@ fn resolve(a: &Args) -> Result<DistillConfig> {
         dev_data,
         cache_dir,
         steps,
+        max_pairs,
         warmup_steps,
         pooling
     );
-    Ok(c)
+    Ok((c, pipeline))
 }
 
 fn main() -> ExitCode {
@@ -183,19 +205,43 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let result = (|| -> Result<()> {
-        let cfg = resolve(&args)?;
+        let (cfg, pipeline) = resolve(&args)?;
         if args.print_config {
             print!("{}", cfg.to_toml());
             return Ok(());
         }
-        let opts = TrainOptions {
+        let mut opts = TrainOptions {
             resume: args.resume,
-            overwrite: args.overwrite,
+            overwrite: args.overwrite || args.force,
             max_steps_this_run: args.max_steps_this_run,
             step_delay_ms: args.step_delay_ms,
             progress: true,
         };
-        let s = sekator_distill::run(&cfg, &opts).context("distill")?;
+        // Under a pipeline config the stage looks after itself: a finished identical run is kept, an
+        // interrupted one continues from its newest checkpoint, one with other settings starts over.
+        if pipeline && !opts.overwrite {
+            let want = sekator_distill::expected_manifest(&cfg)?;
+            if cfg.out.join("final").is_dir()
+                && Manifest::read(&cfg.out).is_some_and(|m| m.matches(&want))
+            {
+                println!(
+                    "{}: up to date (same teacher, student, data and settings); --force to rerun",
+                    cfg.out.display()
+                );
+                return Ok(());
+            }
+            opts.resume = true;
+        }
+        let s = match sekator_distill::run(&cfg, &opts) {
+            Err(DistillError::Resume(why)) if pipeline && !opts.overwrite => {
+                tracing::warn!("{why}; the config changed, so the run starts over");
+                opts.resume = false;
+                opts.overwrite = true;
+                sekator_distill::run(&cfg, &opts)
+            }
+            r => r,
+        }
+        .context("distill")?;
         if s.finished {
             let ev = match (s.eval_first, s.eval_last) {
                 (Some(a), Some(b)) => format!(

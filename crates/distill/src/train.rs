@@ -81,6 +81,23 @@ pub struct Summary {
     pub loss_plot: Option<PathBuf>,
 }
 
+/// The manifest a finished run of `cfg` writes (settings and input hashes), to tell whether `cfg.out`
+/// already holds this very run.
+pub fn expected_manifest(cfg: &DistillConfig) -> Result<Manifest> {
+    let mut inputs = BTreeMap::new();
+    inputs.insert("teacher".to_string(), checkpoint_hash(cfg.teacher()?)?);
+    inputs.insert("student".to_string(), checkpoint_hash(cfg.student()?)?);
+    inputs.insert("data".to_string(), file_hash(cfg.data()?)?);
+    if let Some(p) = cfg.dev_data() {
+        inputs.insert("dev_data".to_string(), file_hash(&p)?);
+    }
+    Ok(Manifest::new(
+        "distill",
+        serde_json::to_value(cfg).unwrap_or_default(),
+        inputs,
+    ))
+}
+
 /// Runs (or resumes) a distillation on the backend `cfg.device` selects.
 pub fn run(cfg: &DistillConfig, opts: &TrainOptions) -> Result<Summary> {
     cfg.validate()?;
@@ -224,11 +241,19 @@ fn train<B: AutodiffBackend>(
     let teacher_hash = checkpoint_hash(teacher_dir)?;
     let student_hash = checkpoint_hash(student_dir)?;
     let data_hash = file_hash(data_path)?;
+    // `max_pairs`: train on (and cache the teacher for) a seeded sample only; the cache key names it, so
+    // runs with any step count share the cache.
+    let mut cache_data_hash = data_hash.clone();
+    if let Some(m) = cfg.max_pairs.filter(|&m| m < data.len()) {
+        data.keep_first_visited(m);
+        cache_data_hash = format!("{data_hash}:sample:{}:{m}", cfg.seed);
+        tracing::info!("max_pairs = {m}: training on a seeded sample of {m} pairs");
+    }
     let cache_dir = cfg.cache_dir();
     let dim = teacher_cfg.hidden_size;
     let key = CacheKey {
         teacher_hash: teacher_hash.clone(),
-        data_hash: data_hash.clone(),
+        data_hash: cache_data_hash,
         pooling,
         max_length,
     };
@@ -249,11 +274,14 @@ fn train<B: AutodiffBackend>(
     let mut dev_hash = None;
     let dev = match &dev_path {
         Some(p) => {
-            let d = PairData::read(p)?;
+            let mut d = PairData::read(p)?;
             let h = file_hash(p)?;
+            // only the first eval_pairs are evaluated: embed just those with the teacher
+            let used = cfg.eval_pairs.min(d.pairs.len());
+            d.pairs.truncate(used);
             let dkey = CacheKey {
                 teacher_hash: teacher_hash.clone(),
-                data_hash: h.clone(),
+                data_hash: format!("{h}:first:{used}"),
                 pooling,
                 max_length,
             };

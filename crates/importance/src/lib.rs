@@ -117,7 +117,7 @@ impl Normalize {
     }
 }
 
-/// Options of [`score`]; `Default` gives the CLI defaults (data `data/pairs.tsv`).
+/// Options of [`score`]; `Default` gives the CLI defaults (data `data/en-ru/pairs.tsv`).
 #[derive(Debug, Clone)]
 pub struct ImportanceOptions {
     /// TSV of `en<TAB>ru` pairs.
@@ -145,7 +145,7 @@ pub struct ImportanceOptions {
 impl Default for ImportanceOptions {
     fn default() -> Self {
         Self {
-            data: PathBuf::from("data/pairs.tsv"),
+            data: PathBuf::from("data/en-ru/pairs.tsv"),
             loss: LossKind::Ranking,
             teacher: None,
             scale: 20.0,
@@ -373,8 +373,11 @@ struct TaskOutput {
     config: BertConfig,
     pooling: Pooling,
     acc: Accumulated,
-    validation: Option<(f64, Vec<(usize, usize)>, Vec<f64>, f64)>,
+    validation: Option<ValidationOutput>,
 }
+
+/// Ablation check results: base loss, the (layer, head) sample, their loss increases, seconds.
+type ValidationOutput = (f64, Vec<(usize, usize)>, Vec<f64>, f64);
 
 struct ScoreTask<'a> {
     model_dir: &'a Path,

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sekator_importance::{score, Criterion, ImportanceOptions, LossKind, Normalize, Scores};
 use sekator_model::backend::DeviceKind;
+use sekator_model::run_config::{flag, parse_stage_args};
 use sekator_model::{Manifest, Pooling};
 
 /// Score every attention head and FFN neuron of a BERT checkpoint by accumulated mask gradients.
@@ -25,14 +26,19 @@ use sekator_model::{Manifest, Pooling};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
+    /// Pipeline config (configs/*.toml): --model, --out and --data come from its [run] section and run
+    /// directory, the other flags from its [importance] section (keys = flag names with `_`); flags given
+    /// here too override the config.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Model directory (Hugging Face layout: config.json, model.safetensors, tokenizer).
     #[arg(long)]
     model: PathBuf,
     /// Output directory (created; files in it are replaced).
     #[arg(long)]
     out: PathBuf,
-    /// TSV of en<TAB>ru pairs (header `en	ru` optional; malformed lines are skipped and counted).
-    #[arg(long, default_value = "data/pairs.tsv")]
+    /// TSV of en<TAB>ru pairs (header `en<TAB>ru` optional; malformed lines are skipped and counted).
+    #[arg(long, default_value = "data/en-ru/pairs.tsv")]
     data: PathBuf,
     /// Loss whose gradient is taken.
     #[arg(long, value_enum, default_value_t = LossKind::Ranking)]
@@ -167,7 +173,25 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Args::parse()) {
+    let parsed = parse_stage_args::<Args>("importance", |c| {
+        let r = &c.run;
+        let mut derived = vec![];
+        derived.extend(flag("model", r.model.display()));
+        derived.extend(flag("out", c.stage_dir("importance").display()));
+        derived.extend(flag("data", r.pairs.display()));
+        let mut defaults = vec![];
+        defaults.extend(flag("seed", r.seed));
+        defaults.extend(flag("device", r.device));
+        (derived, defaults)
+    });
+    let args = match parsed {
+        Ok((a, _)) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

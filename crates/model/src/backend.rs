@@ -35,6 +35,16 @@ pub enum DeviceKind {
     Cuda,
 }
 
+impl std::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceKind::Auto => "auto",
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+        })
+    }
+}
+
 /// Work to run on whichever backend was chosen.
 pub trait BackendTask {
     type Output;

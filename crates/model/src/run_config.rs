@@ -241,6 +241,35 @@ pub fn take_config_flag(args: &[String]) -> (Option<PathBuf>, Vec<String>) {
     (config, rest)
 }
 
+/// Parses a stage binary's arguments. Without `--config` they are the command line as given; with
+/// `--config FILE` (a pipeline config), the arguments are built by [`RunConfig::stage_argv`] from `derive`
+/// (the reserved flags and the `[run]` defaults) and section `section`, and the config is returned too.
+pub fn parse_stage_args<A: clap::Parser>(
+    section: &str,
+    derive: impl FnOnce(&RunConfig) -> (Vec<String>, Vec<String>),
+) -> Result<(A, Option<RunConfig>), ModelError> {
+    let argv: Vec<String> = std::env::args().collect();
+    let (config, user) = take_config_flag(&argv);
+    let Some(path) = config else {
+        return Ok((A::parse(), None));
+    };
+    let cfg = RunConfig::load(&path)?;
+    let (derived, defaults) = derive(&cfg);
+    let cmd = A::command();
+    let argv = cfg.stage_argv(section, &cmd, derived, defaults, &user)?;
+    let matches = cmd
+        .args_override_self(true)
+        .try_get_matches_from(&argv)
+        .unwrap_or_else(|e| e.exit());
+    let args = A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok((args, Some(cfg)))
+}
+
+/// `--flag value` as two arguments.
+pub fn flag(name: &str, value: impl std::fmt::Display) -> [String; 2] {
+    [format!("--{name}"), value.to_string()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,11 +303,11 @@ mod tests {
     #[test]
     fn section_keys_become_flags_before_the_users_own() {
         let c = cfg(&format!(
-            "{RUN}[stage]\nheads_ratio = 0.25\nffn_uniform = true\nkeep_layers = [0, 2]\n"
+            "{RUN}[surgery]\nheads_ratio = 0.25\nffn_uniform = true\nkeep_layers = [0, 2]\n"
         ));
         let argv = c
             .stage_argv(
-                "stage",
+                "surgery",
                 &cmd(),
                 vec!["--model".into(), "m".into()],
                 vec![],
@@ -306,19 +335,19 @@ mod tests {
 
     #[test]
     fn unknown_and_reserved_keys_are_errors_naming_the_key() {
-        let c = cfg(&format!("{RUN}[stage]\nheads_ration = 0.5\n"));
+        let c = cfg(&format!("{RUN}[surgery]\nheads_ration = 0.5\n"));
         let e = c
-            .stage_argv("stage", &cmd(), vec![], vec![], &[])
+            .stage_argv("surgery", &cmd(), vec![], vec![], &[])
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("unknown key `heads_ration`") && e.contains("heads_ratio"),
             "{e}"
         );
-        let c = cfg(&format!("{RUN}[stage]\nmodel = \"x\"\n"));
+        let c = cfg(&format!("{RUN}[surgery]\nmodel = \"x\"\n"));
         let e = c
             .stage_argv(
-                "stage",
+                "surgery",
                 &cmd(),
                 vec!["--model".into(), "m".into()],
                 vec![],
@@ -327,9 +356,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`model` is set by the pipeline"), "{e}");
-        let c = cfg(&format!("{RUN}[stage]\nffn_uniform = 3\n"));
+        let c = cfg(&format!("{RUN}[surgery]\nffn_uniform = 3\n"));
         let e = c
-            .stage_argv("stage", &cmd(), vec![], vec![], &[])
+            .stage_argv("surgery", &cmd(), vec![], vec![], &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("is a switch"), "{e}");
@@ -361,33 +390,4 @@ mod tests {
             )
         );
     }
-}
-
-/// Parses a stage binary's arguments. Without `--config` they are the command line as given; with
-/// `--config FILE` (a pipeline config), the arguments are built by [`RunConfig::stage_argv`] from `derive`
-/// (the reserved flags and the `[run]` defaults) and section `section`, and the config is returned too.
-pub fn parse_stage_args<A: clap::Parser>(
-    section: &str,
-    derive: impl FnOnce(&RunConfig) -> (Vec<String>, Vec<String>),
-) -> Result<(A, Option<RunConfig>), ModelError> {
-    let argv: Vec<String> = std::env::args().collect();
-    let (config, user) = take_config_flag(&argv);
-    let Some(path) = config else {
-        return Ok((A::parse(), None));
-    };
-    let cfg = RunConfig::load(&path)?;
-    let (derived, defaults) = derive(&cfg);
-    let cmd = A::command();
-    let argv = cfg.stage_argv(section, &cmd, derived, defaults, &user)?;
-    let matches = cmd
-        .args_override_self(true)
-        .try_get_matches_from(&argv)
-        .unwrap_or_else(|e| e.exit());
-    let args = A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    Ok((args, Some(cfg)))
-}
-
-/// `--flag value` as two arguments.
-pub fn flag(name: &str, value: impl std::fmt::Display) -> [String; 2] {
-    [format!("--{name}"), value.to_string()]
 }

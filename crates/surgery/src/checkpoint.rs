@@ -103,10 +103,8 @@ impl Checkpoint {
         let c = &self.config;
         let h = c.hidden_size;
         let hd = c.head_dim();
-        let widths = c.ffn_sizes();
-        for l in 0..c.num_hidden_layers {
+        for (l, &w) in c.ffn_sizes().iter().enumerate() {
             let inner = c.kept_heads(l).len() * hd;
-            let w = widths[l];
             let a = format!("encoder.layer.{l}.attention");
             let f = format!("encoder.layer.{l}");
             let expect: [(String, Vec<usize>); 10] = [

@@ -103,17 +103,17 @@ pub fn read(dir: &Path, cfg: &BertConfig) -> Result<Importance, SurgeryError> {
     }
     let widths = cfg.ffn_sizes();
     let mut ffn = Vec::with_capacity(l);
-    for layer in 0..l {
+    for (layer, &width) in widths.iter().enumerate().take(l) {
         let name = format!("ffn.{layer}");
         let kept = cfg.kept_ffn(layer);
         let v = if w.shape(&name).is_some() {
             let (s, v) = w.read_f32(&name)?;
-            if s != [widths[layer]] {
+            if s != [width] {
                 return Err(err(
                     &scores_path,
                     format!(
                         "`{name}` has shape {s:?}, layer {layer} has {} neurons",
-                        widths[layer]
+                        width
                     ),
                 ));
             }
@@ -123,7 +123,7 @@ pub fn read(dir: &Path, cfg: &BertConfig) -> Result<Importance, SurgeryError> {
             v
         } else {
             // Scores without FFN entries still allow head plans; FFN ratios then see equal scores.
-            vec![0.0; widths[layer]]
+            vec![0.0; width]
         };
         ffn.push(kept.into_iter().zip(v).collect());
     }

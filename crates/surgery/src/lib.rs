@@ -70,6 +70,8 @@ pub struct Options {
     pub out: Option<PathBuf>,
     pub dry_run: bool,
     pub overwrite: bool,
+    /// Keep an existing OUT whose manifest matches, replace it when stale (the pipeline's mode).
+    pub update: bool,
     /// Use importance scores of another checkpoint (hash mismatch) anyway.
     pub force: bool,
     /// Reach the target in this many equal steps, re-scoring in between (needs a [`Rescorer`]).
@@ -168,10 +170,7 @@ fn write_json(path: &Path, v: &impl Serialize) -> Result<(), SurgeryError> {
 
 /// Runs the stage: resolve the plan, check it, cut (in `steps` steps), write the output atomically with
 /// `plan.json`, `size.json` and `manifest.json`, and report sizes before and after.
-pub fn run(
-    opts: &Options,
-    mut rescorer: Option<&mut dyn Rescorer>,
-) -> Result<Outcome, SurgeryError> {
+pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcome, SurgeryError> {
     let t0 = Instant::now();
     let cfg = read_config(&opts.model)?;
     let steps = opts.steps.max(1);
@@ -292,10 +291,16 @@ pub fn run(
                     up_to_date: true,
                 });
             }
-            return Err(SurgeryError::Other(format!(
-                "{}: already exists (pass --overwrite to replace it)",
+            if !opts.update {
+                return Err(SurgeryError::Other(format!(
+                    "{}: already exists (pass --overwrite to replace it)",
+                    out.display()
+                )));
+            }
+            tracing::info!(
+                "{}: made with other inputs or settings; replacing it",
                 out.display()
-            )));
+            );
         }
         if out.canonicalize().ok() == opts.model.canonicalize().ok() {
             return Err(SurgeryError::Other(format!(
@@ -318,7 +323,7 @@ pub fn run(
     if steps > 1 {
         let (targets, _) = targets.as_ref().expect("steps need importance");
         let rule = rule.as_ref().expect("steps need a rule");
-        let rescorer = rescorer.as_deref_mut().expect("checked above");
+        let rescorer = rescorer.expect("checked above");
         let work = TempDir(Some(sibling(&out, "steps")));
         for step in 2..=steps {
             let model_dir = work.path().join(format!("step{}", step - 1));

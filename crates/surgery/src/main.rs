@@ -1,11 +1,14 @@
 //! `surgery`: cut attention heads, FFN neurons or whole layers out of a BERT checkpoint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use sekator_importance::{ImportanceOptions, Scores};
+use sekator_model::run_config::{flag, parse_stage_args};
+use sekator_model::DeviceKind;
 use sekator_surgery::{run, BenchOptions, Limits, Options, PlanSource, Rule};
 
 const AFTER_HELP: &str = "\
@@ -46,6 +49,11 @@ EXAMPLES
 #[derive(Parser, Debug)]
 #[command(name = "surgery", version, after_help = AFTER_HELP)]
 struct Args {
+    /// Pipeline config (configs/*.toml): --model, --importance and --out come from its [run] section and run
+    /// directory (runs/NAME/importance -> runs/NAME/pruned), the other flags from its [surgery] section (keys =
+    /// flag names with `_`); flags given here too override the config, and --force also rebuilds.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Input Hugging Face model directory (config.json + model.safetensors + tokenizer files).
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
@@ -90,12 +98,19 @@ struct Args {
     /// Replace an existing --out.
     #[arg(long)]
     overwrite: bool,
+    /// Keep an existing --out whose manifest shows the same inputs and settings, replace it otherwise
+    /// (what `--config` runs use).
+    #[arg(long)]
+    update: bool,
     /// Use importance scores computed for a different checkpoint (hash mismatch) anyway.
     #[arg(long)]
     force: bool,
     /// Reach the target in K equal steps, re-scoring importance on the partly pruned model in between.
     #[arg(long, value_name = "K", default_value_t = 1)]
     steps: usize,
+    /// Device of the re-scoring between --steps.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Auto)]
+    device: DeviceKind,
     /// Texts timed on CPU before and after (0 skips the timing).
     #[arg(long, value_name = "N", default_value_t = 64)]
     bench_texts: usize,
@@ -149,9 +164,10 @@ fn options(a: &Args) -> Result<Options> {
         out: a.out.clone(),
         dry_run: a.dry_run,
         overwrite: a.overwrite,
+        update: a.update,
         force: a.force,
         steps: a.steps,
-        bench: (a.bench_texts > 0).then(|| BenchOptions {
+        bench: (a.bench_texts > 0).then_some(BenchOptions {
             texts: a.bench_texts,
             batch_size: a.bench_batch,
             max_length: a.bench_max_length,
@@ -161,7 +177,17 @@ fn options(a: &Args) -> Result<Options> {
 }
 
 fn real_main() -> Result<()> {
-    let args = Args::parse();
+    let (args, _) = parse_stage_args::<Args>("surgery", |c| {
+        let mut derived = vec![];
+        derived.extend(flag("model", c.run.model.display()));
+        derived.extend(flag("importance", c.stage_dir("importance").display()));
+        derived.extend(flag("out", c.stage_dir("pruned").display()));
+        derived.push("--update".into());
+        if std::env::args().any(|a| a == "--force") {
+            derived.push("--overwrite".into());
+        }
+        (derived, flag("device", c.run.device).to_vec())
+    })?;
     let opts = options(&args)?;
     let mut rescorer = sekator_surgery_rescorer(&args)?;
     let outcome = run(
@@ -226,12 +252,65 @@ fn real_main() -> Result<()> {
     Ok(())
 }
 
-/// The importance crate as a library, for `--steps K > 1`.
+/// The importance crate as a library, for `--steps K > 1`: every intermediate model is scored with the
+/// settings recorded in the first importance directory (same data, loss, criterion, samples, seed).
 fn sekator_surgery_rescorer(args: &Args) -> Result<Option<Box<dyn sekator_surgery::Rescorer>>> {
     if args.steps <= 1 {
         return Ok(None);
     }
-    bail!("--steps {} > 1: iterative re-scoring is not available yet in this build (the importance library is not wired in); run with --steps 1", args.steps)
+    let Some(dir) = &args.importance else {
+        bail!(
+            "--steps {} needs --importance DIR (its settings are reused to re-score)",
+            args.steps
+        );
+    };
+    let meta = Scores::read(dir)
+        .with_context(|| format!("reading {} for --steps", dir.display()))?
+        .meta;
+    let opts = ImportanceOptions {
+        data: meta.data.into(),
+        loss: meta.loss,
+        teacher: meta.teacher.map(Into::into),
+        scale: meta.scale,
+        pooling: Some(meta.pooling),
+        criterion: meta.criterion,
+        normalize: meta.normalize,
+        samples: meta.samples_requested,
+        batch_size: meta.batch_size,
+        max_length: meta.max_length,
+        seed: meta.seed,
+        validate: 0,
+        progress: true,
+    };
+    Ok(Some(Box::new(Rescore {
+        opts,
+        device: args.device,
+    })))
+}
+
+struct Rescore {
+    opts: ImportanceOptions,
+    device: DeviceKind,
+}
+
+impl sekator_surgery::Rescorer for Rescore {
+    fn rescore(
+        &mut self,
+        model_dir: &Path,
+        step: usize,
+        steps: usize,
+    ) -> Result<sekator_surgery::importance::Importance, sekator_surgery::SurgeryError> {
+        let other = |e: String| sekator_surgery::SurgeryError::Other(e);
+        eprintln!("step {step}/{steps}: re-scoring the partly pruned model");
+        let scores = sekator_importance::score(model_dir, &self.opts, self.device)
+            .map_err(|e| other(format!("re-scoring {}: {e}", model_dir.display())))?;
+        let dir = model_dir.with_extension("importance");
+        scores
+            .write(&dir)
+            .map_err(|e| other(format!("writing {}: {e}", dir.display())))?;
+        let cfg = sekator_model::read_config(model_dir)?;
+        sekator_surgery::importance::read(&dir, &cfg)
+    }
 }
 
 fn main() -> ExitCode {

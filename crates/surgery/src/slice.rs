@@ -30,13 +30,13 @@ fn surviving_positions(kept: &[usize], removed: &[usize]) -> Vec<usize> {
 pub fn planned_config(cfg: &BertConfig, plan: &Resolved) -> BertConfig {
     let mut c = cfg.clone();
     let mut widths = c.ffn_sizes();
-    for l in 0..c.num_hidden_layers {
+    for (l, width) in widths.iter_mut().enumerate() {
         if !plan.heads[l].is_empty() {
             c.add_pruned_heads(l, &plan.heads[l]);
         }
         if !plan.ffn[l].is_empty() {
             c.add_pruned_ffn(l, &plan.ffn[l]);
-            widths[l] -= plan.ffn[l].len();
+            *width -= plan.ffn[l].len();
         }
     }
     c.set_ffn_sizes(widths);

@@ -76,6 +76,7 @@ pub fn opts(model: &Path, source: PlanSource, out: &Path) -> Options {
         out: Some(out.to_path_buf()),
         dry_run: false,
         overwrite: false,
+        update: false,
         force: false,
         steps: 1,
         bench: None,

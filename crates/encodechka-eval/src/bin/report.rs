@@ -1,0 +1,63 @@
+//! `report`: the pipeline's final tables (see `report --help`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use sekator_encodechka::study;
+use sekator_model::run_config::RunConfig;
+
+/// Teacher vs pruned (before distillation) vs distilled, beside published encodechka rows.
+///
+/// Joins what the stages of a run wrote (runs/NAME/eval/summary.csv, runs/NAME/pruned/size.json, the stage
+/// manifests) into runs/NAME/report/: report.md (table, headline ratios, stage times), report.csv and
+/// quality_vs_speed.png. Every encodechka task, Mean S, Mean S+W, parameters, FLOPs per token, safetensors MB,
+/// CPU ms per text and batched throughput; Mean S change against the teacher in %. The [report] section of
+/// the config may set `published = ["cointegrated/LaBSE-en-ru", ...]` (names as in
+/// data/published/encodechka_leaderboard.csv).
+#[derive(Parser, Debug)]
+#[command(name = "report", version)]
+struct Args {
+    /// Pipeline config (configs/*.toml) of the run to report on.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Output directory (default: runs/NAME/report).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Accepted for symmetry with the other stages (`just pipeline ... --force`); the report is always
+    /// rebuilt, it only reads files.
+    #[arg(long)]
+    force: bool,
+}
+
+fn run(a: Args) -> Result<()> {
+    let rc = RunConfig::load(&a.config)?;
+    let out = a.out.unwrap_or_else(|| rc.stage_dir("report"));
+    let s = study::gather(&rc).with_context(|| format!("run `{}`", rc.run.name))?;
+    let (md, png) = study::write(&s, &out)?;
+    println!("{md}");
+    println!(
+        "wrote {}/report.md, report.csv and {}",
+        out.display(),
+        png.display()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    std::env::set_var("POLARS_FMT_MAX_COLS", "30");
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `encodechka-eval`: see `encodechka-eval --help`.
+
+use std::process::ExitCode;
+
+use sekator_encodechka::cli::{run, Cli};
+use sekator_model::run_config::{flag, parse_stage_args};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let parsed = parse_stage_args::<Cli>("eval", |c| {
+        let r = &c.run;
+        let mut derived = vec![];
+        derived.extend(flag("data", r.encodechka.display()));
+        derived.extend(flag("out", c.stage_dir("eval").display()));
+        let models = [
+            ("teacher", r.model.clone()),
+            ("pruned", c.stage_dir("pruned")),
+            ("distilled", c.stage_dir("distill").join("final")),
+        ];
+        for (name, dir) in models {
+            derived.extend(flag("model", dir.display()));
+            derived.extend(flag("name", name));
+        }
+        let mut defaults = vec![];
+        defaults.extend(flag("device", r.device));
+        // one cache for every run: the teacher is embedded once across runs
+        defaults.extend(flag("cache", r.runs_dir.join("encodechka-cache").display()));
+        (derived, defaults)
+    });
+    let cli = match parsed {
+        Ok((cli, _)) => cli,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("some models failed (see above); tables hold the others");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! Result tables as polars frames: `scores.csv` (model × task × variant × classifier), `summary.csv` (one row
+//! per model, encodechka's columns), `timings.csv`, and `summary.md` in the layout of encodechka's README.
+//! Every file is written to a temporary file in the output directory and renamed into place.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use polars::prelude::*;
+
+use crate::benchmark::ModelReport;
+use crate::tasks::TaskId;
+
+/// The published leaderboard shipped with the repository (`data/published/encodechka_leaderboard.csv`).
+pub const PUBLISHED_CSV: &str = include_str!("../../../data/published/encodechka_leaderboard.csv");
+
+/// Suffix marking published rows beside measured ones.
+pub const PUBLISHED_MARK: &str = " (published)";
+
+/// One leaderboard row as published.
+#[derive(Clone, Debug)]
+pub struct PublishedRow {
+    pub model: String,
+    pub scores: Vec<(TaskId, f64)>,
+    pub mean_s: f64,
+    pub mean_sw: Option<f64>,
+    pub cpu_ms: Option<f64>,
+    pub gpu_ms: Option<f64>,
+    pub size_mb: Option<f64>,
+    pub dim: Option<i64>,
+    pub source: String,
+}
+
+fn f64_at(col: &Column, i: usize) -> Option<f64> {
+    match col.get(i).ok()? {
+        AnyValue::Null => None,
+        AnyValue::String(s) => s.trim().parse().ok(),
+        v => v.extract::<f64>(),
+    }
+}
+
+/// Parses a leaderboard CSV (the shipped one when `text` is [`PUBLISHED_CSV`]).
+pub fn parse_published(text: &str) -> Result<Vec<PublishedRow>> {
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .into_reader_with_file_handle(std::io::Cursor::new(text.as_bytes().to_vec()))
+        .finish()
+        .context("parsing the published leaderboard")?;
+    let col = |name: &str| {
+        df.column(name)
+            .with_context(|| format!("published leaderboard: no column `{name}`"))
+    };
+    let mut rows = Vec::new();
+    for i in 0..df.height() {
+        let model = col("model")?
+            .get(i)?
+            .get_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut scores = Vec::new();
+        for t in TaskId::ALL {
+            if let Some(v) = f64_at(col(t.code())?, i) {
+                scores.push((t, v));
+            }
+        }
+        rows.push(PublishedRow {
+            model,
+            scores,
+            mean_s: f64_at(col("mean_s")?, i).unwrap_or(f64::NAN),
+            mean_sw: f64_at(col("mean_sw")?, i),
+            cpu_ms: f64_at(col("cpu_ms")?, i),
+            gpu_ms: f64_at(col("gpu_ms")?, i),
+            size_mb: f64_at(col("size_mb")?, i),
+            dim: f64_at(col("dim")?, i).map(|d| d as i64),
+            source: col("source")?
+                .get(i)?
+                .get_str()
+                .unwrap_or_default()
+                .to_string(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Mean over `tasks` when every one of them has a score.
+fn mean_of(r: &ModelReport, tasks: &[TaskId]) -> Option<f64> {
+    let v: Option<Vec<f64>> = tasks.iter().map(|&t| r.score(t)).collect();
+    v.map(|v| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn sentence_tasks() -> Vec<TaskId> {
+    TaskId::ALL
+        .into_iter()
+        .filter(|t| !t.is_word_task())
+        .collect()
+}
+
+/// `scores.csv`: every (model, task, variant, classifier) score, `best` marking the one that counts.
+pub fn scores_frame(reports: &[ModelReport]) -> Result<DataFrame> {
+    let (mut model, mut task, mut variant, mut classifier, mut score, mut best) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in reports {
+        for t in &r.tasks {
+            let b = t.outcome.best();
+            for s in &t.outcome.scores {
+                model.push(r.name.clone());
+                task.push(t.outcome.task.code().to_string());
+                variant.push(s.variant.clone());
+                classifier.push(s.classifier.clone());
+                score.push(s.score);
+                best.push(b.is_some_and(|b| std::ptr::eq(b, s)));
+            }
+        }
+    }
+    Ok(DataFrame::new(vec![
+        Column::new("model".into(), model),
+        Column::new("task".into(), task),
+        Column::new("variant".into(), variant),
+        Column::new("classifier".into(), classifier),
+        Column::new("score".into(), score),
+        Column::new("best".into(), best),
+    ])?)
+}
+
+/// `summary.csv`: one row per model with encodechka's columns; published rows (if given) after the measured
+/// ones, their model name marked.
+pub fn summary_frame(reports: &[ModelReport], published: &[PublishedRow]) -> Result<DataFrame> {
+    let mut model: Vec<String> = vec![];
+    let mut task_cols: Vec<Vec<Option<f64>>> = vec![vec![]; TaskId::ALL.len()];
+    let (mut mean_s, mut mean_sw, mut cpu_ms, mut size_mb, mut dim, mut texts_per_s) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let sentence = sentence_tasks();
+    for r in reports.iter().filter(|r| !r.tasks.is_empty()) {
+        model.push(r.name.clone());
+        for (k, t) in TaskId::ALL.iter().enumerate() {
+            task_cols[k].push(r.score(*t));
+        }
+        mean_s.push(mean_of(r, &sentence));
+        mean_sw.push(mean_of(r, &TaskId::ALL));
+        cpu_ms.push(
+            r.speed
+                .as_ref()
+                .filter(|_| r.is_cpu())
+                .map(|s| s.ms_per_text),
+        );
+        size_mb.push(r.size_mb);
+        dim.push(Some(r.dim as i64));
+        texts_per_s.push(r.speed.as_ref().map(|s| s.batched_texts_per_s));
+    }
+    for p in published {
+        model.push(format!("{}{PUBLISHED_MARK}", p.model));
+        for (k, t) in TaskId::ALL.iter().enumerate() {
+            task_cols[k].push(p.scores.iter().find(|(pt, _)| pt == t).map(|(_, v)| *v));
+        }
+        mean_s.push(Some(p.mean_s));
+        mean_sw.push(p.mean_sw);
+        cpu_ms.push(p.cpu_ms);
+        size_mb.push(p.size_mb);
+        dim.push(p.dim);
+        texts_per_s.push(None);
+    }
+    let mut cols = vec![Column::new("model".into(), model)];
+    for (t, v) in TaskId::ALL.iter().zip(task_cols) {
+        cols.push(Column::new(t.code().into(), v));
+    }
+    cols.extend([
+        Column::new("mean_s".into(), mean_s),
+        Column::new("mean_sw".into(), mean_sw),
+        Column::new("cpu_ms".into(), cpu_ms),
+        Column::new("size_mb".into(), size_mb),
+        Column::new("dim".into(), dim),
+        // ours: batched throughput on the same device as cpu_ms
+        Column::new("texts_per_s".into(), texts_per_s),
+    ]);
+    Ok(DataFrame::new(cols)?)
+}
+
+/// `timings.csv`: per model and task, texts needed, texts embedded now, embedding and classifier seconds.
+pub fn timings_frame(reports: &[ModelReport]) -> Result<DataFrame> {
+    let (mut model, mut task, mut n_texts, mut embedded, mut embed_s, mut classify_s) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in reports {
+        for t in &r.tasks {
+            model.push(r.name.clone());
+            task.push(t.outcome.task.code().to_string());
+            n_texts.push(t.n_texts as u64);
+            embedded.push(t.embedded as u64);
+            embed_s.push(t.embed_s);
+            classify_s.push(t.classify_s);
+        }
+    }
+    Ok(DataFrame::new(vec![
+        Column::new("model".into(), model),
+        Column::new("task".into(), task),
+        Column::new("n_texts".into(), n_texts),
+        Column::new("embedded".into(), embedded),
+        Column::new("embed_s".into(), embed_s),
+        Column::new("classify_s".into(), classify_s),
+    ])?)
+}
+
+fn cell(v: AnyValue, decimals: usize) -> String {
+    match v {
+        AnyValue::Null => String::new(),
+        AnyValue::Float64(x) if x.is_nan() => "nan".into(),
+        AnyValue::Float64(x) => format!("{x:.decimals$}"),
+        AnyValue::Float32(x) => format!("{x:.decimals$}"),
+        AnyValue::String(s) => s.replace('|', "\\|"),
+        AnyValue::StringOwned(s) => s.replace('|', "\\|"),
+        other => other.to_string().trim_matches('"').to_string(),
+    }
+}
+
+/// A frame as a Markdown table (floats to `decimals` places, numbers right-aligned).
+pub fn markdown(df: &DataFrame, decimals: usize) -> String {
+    let cols = df.get_columns();
+    let mut s = String::new();
+    s.push_str(&format!(
+        "| {} |\n",
+        cols.iter()
+            .map(|c| c.name().as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    ));
+    let align: Vec<&str> = cols
+        .iter()
+        .map(|c| {
+            if c.dtype().is_primitive_numeric() {
+                "---:"
+            } else {
+                ":---"
+            }
+        })
+        .collect();
+    s.push_str(&format!("|{}|\n", align.join("|")));
+    for i in 0..df.height() {
+        let row: Vec<String> = cols
+            .iter()
+            .map(|c| cell(c.get(i).unwrap_or(AnyValue::Null), decimals))
+            .collect();
+        s.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    s
+}
+
+/// `summary.md`: encodechka's two README tables (models; tasks), then best variants, timings and failures.
+pub fn summary_markdown(reports: &[ModelReport], published: &[PublishedRow]) -> Result<String> {
+    let measured: Vec<&ModelReport> = reports.iter().filter(|r| !r.tasks.is_empty()).collect();
+    let sentence = sentence_tasks();
+
+    // models table
+    let (mut model, mut cpu, mut gpu, mut thr, mut size, mut ms, mut msw, mut dim) = (
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+    );
+    for r in &measured {
+        model.push(r.name.clone());
+        let speed = r.speed.as_ref();
+        cpu.push(speed.filter(|_| r.is_cpu()).map(|s| s.ms_per_text));
+        gpu.push(speed.filter(|_| !r.is_cpu()).map(|s| s.ms_per_text));
+        thr.push(speed.map(|s| s.batched_texts_per_s));
+        size.push(r.size_mb);
+        ms.push(mean_of(r, &sentence));
+        msw.push(mean_of(r, &TaskId::ALL));
+        dim.push(Some(r.dim as i64));
+    }
+    for p in published {
+        model.push(format!("{}{PUBLISHED_MARK}", p.model));
+        cpu.push(p.cpu_ms);
+        gpu.push(p.gpu_ms);
+        thr.push(None);
+        size.push(p.size_mb);
+        ms.push(Some(p.mean_s));
+        msw.push(p.mean_sw);
+        dim.push(p.dim);
+    }
+    let models = DataFrame::new(vec![
+        Column::new("model".into(), model),
+        Column::new("CPU ms".into(), cpu),
+        Column::new("GPU ms".into(), gpu),
+        Column::new("batched texts/s".into(), thr),
+        Column::new("size MB".into(), size),
+        Column::new("Mean S".into(), ms),
+        Column::new("Mean S+W".into(), msw),
+        Column::new("dim".into(), dim),
+    ])?;
+
+    let summary = summary_frame(reports, published)?;
+    let mut task_cols: Vec<&str> = vec!["model"];
+    task_cols.extend(TaskId::ALL.iter().map(|t| t.code()));
+    let tasks = summary.select(task_cols)?;
+
+    // winning variant/classifier per task
+    let mut best_cols = vec![Column::new(
+        "model".into(),
+        measured.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+    )];
+    for t in TaskId::ALL {
+        let v: Vec<Option<String>> = measured
+            .iter()
+            .map(|r| {
+                r.tasks.iter().find(|x| x.outcome.task == t).and_then(|x| {
+                    x.outcome
+                        .best()
+                        .map(|b| format!("{}/{}", b.variant, b.classifier))
+                })
+            })
+            .collect();
+        best_cols.push(Column::new(t.code().into(), v));
+    }
+    let best = DataFrame::new(best_cols)?;
+
+    let mut md = String::from("# encodechka results\n\n");
+    md.push_str("Measured by `encodechka-eval`");
+    if let Some(r) = measured.first() {
+        md.push_str(&format!(" on {}", r.device));
+    }
+    md.push_str(". Task scores are the maximum over embedding variants and classifiers, as in the original evaluator. ");
+    if !published.is_empty() {
+        md.push_str(&format!(
+            "Rows marked \"published\" are copied from {}.",
+            published[0].source
+        ));
+    }
+    md.push_str("\n\n## Models\n\n");
+    md.push_str(&markdown(&models, 3));
+    md.push_str("\n## Tasks\n\n");
+    md.push_str(&markdown(&tasks, 3));
+    if !measured.is_empty() {
+        md.push_str("\n## Winning variant / classifier\n\n");
+        md.push_str(&markdown(&best, 3));
+        md.push_str("\n## Time per task (seconds)\n\n");
+        md.push_str(&markdown(&timings_frame(reports)?, 1));
+    }
+    let failures: Vec<&ModelReport> = reports.iter().filter(|r| r.error.is_some()).collect();
+    if !failures.is_empty() {
+        md.push_str("\n## Failures\n\n");
+        for r in failures {
+            md.push_str(&format!(
+                "- {}: {}\n",
+                r.name,
+                r.error.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(md)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    fill(tmp.as_file_mut())?;
+    tmp.as_file_mut().flush()?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+pub fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
+    write_atomic(path, |f| {
+        CsvWriter::new(f)
+            .include_header(true)
+            .finish(df)
+            .with_context(|| format!("writing {}", path.display()))
+    })
+}
+
+/// Writes scores.csv, summary.csv, timings.csv and summary.md into `out`; returns the Markdown.
+pub fn write_all(
+    out: &Path,
+    reports: &[ModelReport],
+    published: &[PublishedRow],
+) -> Result<String> {
+    write_csv(&out.join("scores.csv"), &mut scores_frame(reports)?)?;
+    write_csv(
+        &out.join("summary.csv"),
+        &mut summary_frame(reports, published)?,
+    )?;
+    write_csv(&out.join("timings.csv"), &mut timings_frame(reports)?)?;
+    let md = summary_markdown(reports, published)?;
+    write_atomic(&out.join("summary.md"), |f| Ok(f.write_all(md.as_bytes())?))?;
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::benchmark::{Speed, TaskRun};
+    use crate::tasks::{TaskOutcome, VariantScore};
+
+    fn report() -> ModelReport {
+        let run = |task, score: f64| TaskRun {
+            outcome: TaskOutcome {
+                task,
+                scores: vec![
+                    VariantScore {
+                        variant: "cls".into(),
+                        classifier: "lr".into(),
+                        score: score - 0.1,
+                    },
+                    VariantScore {
+                        variant: "mean".into(),
+                        classifier: "lr".into(),
+                        score,
+                    },
+                ],
+            },
+            n_texts: 10,
+            embedded: 10,
+            embed_s: 1.0,
+            classify_s: 0.5,
+        };
+        ModelReport {
+            name: "m".into(),
+            dim: 4,
+            size_mb: Some(1.5),
+            device: "cpu (test)".into(),
+            tasks: TaskId::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| run(t, 0.5 + i as f64 / 100.0))
+                .collect(),
+            speed: Some(Speed {
+                ms_per_text: 2.0,
+                batched_texts_per_s: 100.0,
+            }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn summary_has_encodechka_columns_and_means() {
+        let published = parse_published(PUBLISHED_CSV).unwrap();
+        assert_eq!(published.len(), 4);
+        assert!(published
+            .iter()
+            .any(|p| p.model == "cointegrated/rubert-tiny2" && p.mean_s == 0.704));
+        let df = summary_frame(&[report()], &published).unwrap();
+        let names: Vec<&str> = df.get_column_names().iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "model",
+                "STS",
+                "PI",
+                "NLI",
+                "SA",
+                "TI",
+                "IA",
+                "IC",
+                "ICX",
+                "NE1",
+                "NE2",
+                "mean_s",
+                "mean_sw",
+                "cpu_ms",
+                "size_mb",
+                "dim",
+                "texts_per_s"
+            ]
+        );
+        assert_eq!(df.height(), 5);
+        // sentence tasks score 0.50..0.57 -> mean 0.535; all ten 0.50..0.59 -> 0.545
+        let mean_s = df
+            .column("mean_s")
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .extract::<f64>()
+            .unwrap();
+        assert!((mean_s - 0.535).abs() < 1e-12);
+        assert!(df
+            .column("model")
+            .unwrap()
+            .get(1)
+            .unwrap()
+            .get_str()
+            .unwrap()
+            .ends_with(PUBLISHED_MARK));
+
+        let scores = scores_frame(&[report()]).unwrap();
+        assert_eq!(scores.height(), 20);
+        let md = summary_markdown(&[report()], &published).unwrap();
+        assert!(
+            md.contains("| model | STS | PI |")
+                && md.contains("mean/lr")
+                && md.contains("(published)"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn outputs_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        write_all(dir.path(), &[report()], &[]).unwrap();
+        for f in ["scores.csv", "summary.csv", "timings.csv", "summary.md"] {
+            assert!(dir.path().join(f).is_file(), "{f}");
+        }
+        let header = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
+        assert!(header.starts_with(
+            "model,STS,PI,NLI,SA,TI,IA,IC,ICX,NE1,NE2,mean_s,mean_sw,cpu_ms,size_mb,dim,texts_per_s\n"
+        ));
+        // no temporary files left behind
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+    }
+}

@@ -1,0 +1,330 @@
+//! The pipeline's final report (`report --config FILE`): teacher vs pruned (before distillation) vs distilled,
+//! side by side with published leaderboard rows.
+//!
+//! It only joins what the stages wrote (`eval/summary.csv`, `pruned/size.json`, the stage manifests), so it
+//! is cheap to rerun and always shows the numbers of the files beside it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use polars::prelude::*;
+use sekator_model::run_config::RunConfig;
+use sekator_model::Manifest;
+use serde::Deserialize;
+
+use crate::report::{self, PublishedRow, PUBLISHED_MARK};
+use crate::tasks::TaskId;
+
+/// `[report]` of a pipeline config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSection {
+    /// Published rows shown beside ours: model names as in `data/published/encodechka_leaderboard.csv`.
+    pub published: Vec<String>,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        Self {
+            published: vec![
+                "cointegrated/LaBSE-en-ru".into(),
+                "cointegrated/rubert-tiny2".into(),
+            ],
+        }
+    }
+}
+
+/// Measured model names of the pipeline, in table order.
+pub const MODELS: [&str; 3] = ["teacher", "pruned", "distilled"];
+
+/// One row of the report.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub model: String,
+    pub scores: Vec<Option<f64>>,
+    pub mean_s: Option<f64>,
+    pub mean_sw: Option<f64>,
+    pub params_m: Option<f64>,
+    pub mflops_per_token: Option<f64>,
+    pub size_mb: Option<f64>,
+    pub cpu_ms: Option<f64>,
+    pub texts_per_s: Option<f64>,
+}
+
+fn num(v: &serde_json::Value) -> Option<f64> {
+    v.as_f64()
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading {} (run the stage that writes it first: `just pipeline`)",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Rows of `eval/summary.csv` by model name.
+fn read_summary(path: &Path) -> Result<Vec<Row>> {
+    if !path.is_file() {
+        bail!(
+            "{}: missing (run the eval stage first: `just eval CONFIG`)",
+            path.display()
+        );
+    }
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))?
+        .finish()
+        .with_context(|| format!("reading {}", path.display()))?;
+    let f = |name: &str, i: usize| -> Option<f64> {
+        let c = df.column(name).ok()?;
+        match c.get(i).ok()? {
+            AnyValue::Null => None,
+            v => v.extract::<f64>(),
+        }
+    };
+    let models = df
+        .column("model")
+        .with_context(|| format!("{}: no column `model`", path.display()))?;
+    let mut rows = vec![];
+    for i in 0..df.height() {
+        let model = models.get(i)?.get_str().unwrap_or_default().to_string();
+        rows.push(Row {
+            scores: TaskId::ALL.iter().map(|t| f(t.code(), i)).collect(),
+            mean_s: f("mean_s", i),
+            mean_sw: f("mean_sw", i),
+            size_mb: f("size_mb", i),
+            cpu_ms: f("cpu_ms", i),
+            texts_per_s: f("texts_per_s", i),
+            model,
+            ..Default::default()
+        });
+    }
+    Ok(rows)
+}
+
+/// Everything the report shows.
+pub struct Study {
+    pub rows: Vec<Row>,
+    pub published: Vec<PublishedRow>,
+    /// (stage, seconds) from the manifests.
+    pub stage_seconds: Vec<(String, f64)>,
+    pub size: serde_json::Value,
+    pub distill: serde_json::Value,
+    pub run_name: String,
+}
+
+/// Gathers the report of the run `rc` describes.
+pub fn gather(rc: &RunConfig) -> Result<Study> {
+    let section: ReportSection = rc.section("report")?;
+    let eval = rc.stage_dir("eval");
+    let summary = read_summary(&eval.join("summary.csv"))?;
+    let size = read_json(&rc.stage_dir("pruned").join("size.json"))?;
+    let mut rows = vec![];
+    for name in MODELS {
+        let Some(mut r) = summary.iter().find(|r| r.model == name).cloned() else {
+            bail!(
+                "{}: no row for `{name}` (was the eval stage run with this config?)",
+                eval.join("summary.csv").display()
+            );
+        };
+        let side = if name == "teacher" { "before" } else { "after" };
+        r.params_m = num(&size[side]["params"]["total"]).map(|p| p / 1e6);
+        r.mflops_per_token = num(&size[side]["flops_per_token"]).map(|f| f / 1e6);
+        rows.push(r);
+    }
+    let all = report::parse_published(report::PUBLISHED_CSV)?;
+    let mut published = vec![];
+    for want in &section.published {
+        match all.iter().find(|p| &p.model == want) {
+            Some(p) => published.push(p.clone()),
+            None => bail!(
+                "{}: [report] published = {want:?} is not in data/published/encodechka_leaderboard.csv (there: {})",
+                rc.path.display(),
+                all.iter().map(|p| p.model.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+    let mut stage_seconds = vec![];
+    for (stage, dir) in [
+        ("importance", "importance"),
+        ("surgery", "pruned"),
+        ("distill", "distill"),
+        ("eval", "eval"),
+    ] {
+        if let Some(m) = Manifest::read(&rc.stage_dir(dir)) {
+            stage_seconds.push((stage.to_string(), m.seconds));
+        }
+    }
+    let distill = Manifest::read(&rc.stage_dir("distill"))
+        .map(|m| m.results)
+        .unwrap_or_default();
+    Ok(Study {
+        rows,
+        published,
+        stage_seconds,
+        size,
+        distill,
+        run_name: rc.run.name.clone(),
+    })
+}
+
+fn pct(x: Option<f64>, base: Option<f64>) -> Option<f64> {
+    match (x, base) {
+        (Some(x), Some(b)) if b != 0.0 => Some(100.0 * (x - b) / b),
+        _ => None,
+    }
+}
+
+impl Study {
+    /// The report table: measured rows, then published ones (marked), with deltas against the teacher.
+    pub fn frame(&self) -> Result<DataFrame> {
+        let teacher = &self.rows[0];
+        let mut model = vec![];
+        let mut scores: Vec<Vec<Option<f64>>> = vec![vec![]; TaskId::ALL.len()];
+        let (mut ms, mut msw, mut dms, mut params, mut flops, mut mb, mut cpu, mut tps, mut speed) = (
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        );
+        for r in &self.rows {
+            model.push(r.model.clone());
+            for (k, v) in r.scores.iter().enumerate() {
+                scores[k].push(*v);
+            }
+            ms.push(r.mean_s);
+            msw.push(r.mean_sw);
+            dms.push(pct(r.mean_s, teacher.mean_s));
+            params.push(r.params_m);
+            flops.push(r.mflops_per_token);
+            mb.push(r.size_mb);
+            cpu.push(r.cpu_ms);
+            tps.push(r.texts_per_s);
+            speed.push(match (teacher.cpu_ms, r.cpu_ms) {
+                (Some(t), Some(x)) if x > 0.0 => Some(t / x),
+                _ => None,
+            });
+        }
+        for p in &self.published {
+            model.push(format!("{}{PUBLISHED_MARK}", p.model));
+            for (k, t) in TaskId::ALL.iter().enumerate() {
+                scores[k].push(p.scores.iter().find(|(pt, _)| pt == t).map(|(_, v)| *v));
+            }
+            ms.push(Some(p.mean_s));
+            msw.push(p.mean_sw);
+            dms.push(None);
+            params.push(None);
+            flops.push(None);
+            mb.push(p.size_mb);
+            cpu.push(p.cpu_ms);
+            tps.push(None);
+            speed.push(None);
+        }
+        let mut cols = vec![Column::new("model".into(), model)];
+        for (t, v) in TaskId::ALL.iter().zip(scores) {
+            cols.push(Column::new(t.code().into(), v));
+        }
+        cols.extend([
+            Column::new("mean_s".into(), ms),
+            Column::new("mean_sw".into(), msw),
+            Column::new("mean_s_vs_teacher_pct".into(), dms),
+            Column::new("params_M".into(), params),
+            Column::new("MFLOPs_per_token".into(), flops),
+            Column::new("size_mb".into(), mb),
+            Column::new("cpu_ms".into(), cpu),
+            Column::new("cpu_speedup".into(), speed),
+            Column::new("texts_per_s".into(), tps),
+        ]);
+        Ok(DataFrame::new(cols)?)
+    }
+
+    /// `report.md`: the table plus the headline ratios and stage times.
+    pub fn markdown(&self, df: &DataFrame) -> String {
+        let mut s = format!("# sekator run `{}`\n\n", self.run_name);
+        let r = &self.size["ratios"];
+        if let (Some(p), Some(f)) = (num(&r["params_total"]), num(&r["flops_per_token"])) {
+            s.push_str(&format!(
+                "Pruning: {p:.2}x fewer parameters, {f:.2}x fewer encoder FLOPs per token (sequence length {}).\n",
+                self.size["after"]["flops_seq_len"].as_u64().unwrap_or(128)
+            ));
+        }
+        let (t, p, d) = (&self.rows[0], &self.rows[1], &self.rows[2]);
+        if let (Some(tm), Some(pm), Some(dm)) = (t.mean_s, p.mean_s, d.mean_s) {
+            s.push_str(&format!(
+                "Mean S: teacher {tm:.4}, pruned {pm:.4} ({:+.1}%), distilled {dm:.4} ({:+.1}%).\n",
+                100.0 * (pm - tm) / tm,
+                100.0 * (dm - tm) / tm
+            ));
+        }
+        let d = &self.distill;
+        if let Some(steps) = d["total_steps"].as_u64() {
+            s.push_str(&format!(
+                "Distillation: {steps} steps, {:.1} pairs/s; dev MSE to teacher {:.5} -> {:.5}.\n",
+                d["pairs_per_s"].as_f64().unwrap_or(f64::NAN),
+                d["eval_first"]["mse"].as_f64().unwrap_or(f64::NAN),
+                d["eval_last"]["mse"].as_f64().unwrap_or(f64::NAN),
+            ));
+        }
+        s.push('\n');
+        s.push_str(&report::markdown(df, 3));
+        s.push_str("\nScores: encodechka tasks (max over embedding variants and classifiers); mean_s over the \
+8 sentence tasks, mean_sw over all 10. cpu_ms: ms per text, one text at a time (encodechka's CPU column, \
+measured on this machine for our rows); texts_per_s: batched. Published rows are from the encodechka README, \
+measured elsewhere: compare their scores, not their times.\n");
+        if !self.stage_seconds.is_empty() {
+            s.push_str("\n| stage | seconds |\n|---|---:|\n");
+            for (stage, secs) in &self.stage_seconds {
+                s.push_str(&format!("| {stage} | {secs:.0} |\n"));
+            }
+        }
+        s
+    }
+
+    /// Quality (Mean S, or the mean over the tasks run) against CPU ms per text.
+    pub fn plot(&self, path: &Path) -> Result<()> {
+        let points: Vec<(String, f64, f64)> = self
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let q = r.mean_s.or_else(|| {
+                    let v: Vec<f64> = r.scores.iter().flatten().copied().collect();
+                    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+                })?;
+                Some((r.model.clone(), r.cpu_ms?, q))
+            })
+            .collect();
+        sekator_plot::scatter_labeled(
+            path,
+            "quality vs speed (this machine)",
+            "CPU ms per text",
+            "encodechka mean score",
+            &points,
+        )
+        .with_context(|| format!("drawing {}", path.display()))
+    }
+}
+
+/// Writes `report.md`, `report.csv` and `quality_vs_speed.png` into `out`; returns the Markdown.
+pub fn write(study: &Study, out: &Path) -> Result<(String, PathBuf)> {
+    let mut df = study.frame()?;
+    let md = study.markdown(&df);
+    report::write_csv(&out.join("report.csv"), &mut df)?;
+    report::write_atomic(&out.join("report.md"), |f| {
+        use std::io::Write;
+        f.write_all(md.as_bytes())
+            .with_context(|| format!("writing {}", out.join("report.md").display()))
+    })?;
+    let png = out.join("quality_vs_speed.png");
+    if let Err(e) = study.plot(&png) {
+        tracing::warn!("{e:#}");
+    }
+    Ok((md, png))
+}
