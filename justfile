@@ -60,10 +60,9 @@ eval config="configs/default.toml" *flags="": build
 report config="configs/default.toml" *flags="": build
     {{bin}}/report --config {{config}} {{flags}}
 
-# Benchmarks: burn forward pass (criterion) and embedding throughput beside PyTorch (needs the reference venv).
-bench:
-    cargo bench -p sekator-model
-    bash scripts/bench_embed.sh
+# Benchmarks beside PyTorch on this machine (needs the reference venv; see BENCHMARKS.md).
+bench: build
+    bash scripts/bench.sh
 
 # On the GPU machine: CUDA parity and speed beside PyTorch (see scripts/gpu-check.sh).
 gpu-check:

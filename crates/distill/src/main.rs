@@ -220,10 +220,12 @@ fn main() -> ExitCode {
         // Under a pipeline config the stage looks after itself: a finished identical run is kept, an
         // interrupted one continues from its newest checkpoint, one with other settings starts over.
         if pipeline && !opts.overwrite {
-            let want = sekator_distill::expected_manifest(&cfg)?;
-            if cfg.out.join("final").is_dir()
-                && Manifest::read(&cfg.out).is_some_and(|m| m.matches(&want))
-            {
+            // (a missing input is left to `run`, whose errors name it and the fix)
+            let done = cfg.out.join("final").is_dir()
+                && Manifest::read(&cfg.out).is_some_and(|m| {
+                    sekator_distill::expected_manifest(&cfg).is_ok_and(|want| m.matches(&want))
+                });
+            if done {
                 println!(
                     "{}: up to date (same teacher, student, data and settings); --force to rerun",
                     cfg.out.display()
