@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${SEKATOR_REF_PYTHON:-/root/venvs/sekator-ref/bin/python}
-MODEL=data/models/all-MiniLM-L6-v2
-TEXTS=data/encodechka/sentences_sample.txt
+MODEL=$PWD/data/models/all-MiniLM-L6-v2
+TEXTS=$PWD/data/encodechka/sentences_sample.txt
 PAIRS=data/en-ru/pairs.tsv
 OUT=runs/bench
 BIN=target/release
