@@ -60,15 +60,7 @@ pub fn write_clean_model_dir(
     tokenizer_from: &Path,
     extra: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "model".into());
-    let partial = parent.join(format!(".{name}.partial"));
+    let partial = sekator_model::hidden_sibling(out, "partial");
     write_model_dir(&partial, config, tensors, Some(tokenizer_from), true)?;
     for f in FOREIGN_FILES {
         let p = partial.join(f);

@@ -31,7 +31,7 @@ pub use config::BertConfig;
 pub use error::ModelError;
 pub use layers::NamedTensor;
 pub use loader::{checkpoint_hash, file_hash, read_config, write_model_dir, SafetensorsWeights};
-pub use manifest::{write_atomic, Manifest};
+pub use manifest::{hidden_sibling, write_atomic, Manifest};
 pub use masks::UnitMasks;
 pub use pairs::{Pair, PairData};
 pub use pooling::Pooling;

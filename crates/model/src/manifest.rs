@@ -59,6 +59,19 @@ impl Manifest {
     }
 }
 
+/// A hidden sibling of `path` for staging it: `dir/.NAME.TAG` (a rename within one directory is atomic).
+pub fn hidden_sibling(path: &Path, tag: &str) -> std::path::PathBuf {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "out".into());
+    parent.join(format!(".{name}.{tag}"))
+}
+
 /// Writes `bytes` to `path` through a temporary sibling and a rename, so readers never see half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

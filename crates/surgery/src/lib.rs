@@ -126,15 +126,7 @@ impl Drop for TempDir {
 }
 
 fn sibling(out: &Path, tag: &str) -> PathBuf {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "out".into());
-    parent.join(format!(".{name}.{tag}-{}", std::process::id()))
+    sekator_model::hidden_sibling(out, &format!("{tag}-{}", std::process::id()))
 }
 
 /// Moves the finished `tmp` directory to `out`; an existing `out` (allowed by `--overwrite`) is moved aside
