@@ -212,15 +212,17 @@ fn run_tasks(
             }
             pb.inc(chunk.len() as u64);
         }
-        for ws in &word_lists {
-            let v = embedder
-                .word_vectors(ws)
+        for chunk in word_lists.chunks(opts.chunk.max(1)) {
+            let vs = embedder
+                .word_vectors_many(chunk)
                 .with_context(|| format!("{}: word vectors", task.code()))?;
-            words.insert(ws, &v)?;
-            if shelves.is_some() {
-                fresh_words.push((key_of(&word_list_key(ws)), v));
+            for (ws, v) in chunk.iter().zip(vs) {
+                words.insert(ws, &v)?;
+                if shelves.is_some() {
+                    fresh_words.push((key_of(&word_list_key(ws)), v));
+                }
             }
-            pb.inc(1);
+            pb.inc(chunk.len() as u64);
         }
         pb.finish_and_clear();
         if let Some((s, w)) = &shelves {

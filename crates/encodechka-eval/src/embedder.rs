@@ -138,6 +138,10 @@ pub trait TextEmbedder {
     /// last hidden state, the words fed as one pre-split sequence truncated at the tokenizer's own limit;
     /// words cut off (or yielding no token) get zero vectors.
     fn word_vectors(&mut self, words: &[String]) -> Result<Vec<f32>>;
+    /// [`TextEmbedder::word_vectors`] of many texts; models override it to run them in batches.
+    fn word_vectors_many(&mut self, texts: &[Vec<String>]) -> Result<Vec<Vec<f32>>> {
+        texts.iter().map(|w| self.word_vectors(w)).collect()
+    }
 }
 
 /// Sentence vectors looked up by text (through its cache key): what a sentence task turns into feature

@@ -101,4 +101,19 @@ impl<B: Backend> TextEmbedder for ModelEmbedder<B> {
             .flatten()
             .collect())
     }
+
+    fn word_vectors_many(&mut self, texts: &[Vec<String>]) -> Result<Vec<Vec<f32>>> {
+        let refs: Vec<Vec<&str>> = texts
+            .iter()
+            .map(|w| w.iter().map(String::as_str).collect())
+            .collect();
+        let encs = self
+            .encoder
+            .encode_words_many(&refs, self.word_max_length, self.batch_size)?;
+        Ok(encs
+            .iter()
+            .zip(texts)
+            .map(|(e, w)| e.word_vectors(w.len()).into_iter().flatten().collect())
+            .collect())
+    }
 }

@@ -26,15 +26,27 @@ fn main() {
         return;
     };
     let texts: Vec<String> = text.lines().map(String::from).collect();
-    run::<Cpu>("flex", &model, &texts);
+    // `SEKATOR_BENCH_BACKENDS=flex` (or `ndarray`) runs one of them, e.g. under a profiler.
+    let which = std::env::var("SEKATOR_BENCH_BACKENDS").unwrap_or_else(|_| "flex,ndarray".into());
+    if which.split(',').any(|b| b == "flex") {
+        run::<Cpu>("flex", &model, &texts);
+    }
     // burn-ndarray beside it: the CPU backend choice in BENCHMARKS.md rests on this pair.
-    run::<burn::backend::NdArray>("ndarray", &model, &texts);
+    if which.split(',').any(|b| b == "ndarray") {
+        run::<burn::backend::NdArray>("ndarray", &model, &texts);
+    }
 }
 
 fn run<B: Backend>(name: &str, model: &Path, texts: &[String]) {
     let enc =
         Encoder::<B>::load(model, &Default::default()).expect("model loads (run `just setup`)");
-    for batch_size in [1usize, 32] {
+    // `SEKATOR_BENCH_BATCHES=32` (comma-separated) picks the batch sizes; default 1 and 32.
+    let sizes: Vec<usize> = std::env::var("SEKATOR_BENCH_BATCHES")
+        .unwrap_or_else(|_| "1,32".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for batch_size in sizes {
         let opts = EmbedOptions {
             pooling: Pooling::Mean,
             normalize: false,

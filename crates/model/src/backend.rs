@@ -122,3 +122,34 @@ pub fn describe(kind: DeviceKind) -> String {
         ),
     }
 }
+
+/// How many batches the encoder runs at once on backend `B`.
+///
+/// burn's CPU backends run only matmuls on several threads; LayerNorm, GELU, softmax and the other
+/// element-wise passes run on the calling thread, which left one of two cores idle about half the time.
+/// Two batches in flight keep both busy (each batch's result is unchanged). GPUs get one: their
+/// kernels are already parallel. `SEKATOR_CPU_STREAMS=N` overrides the CPU count (1 = sequential).
+pub fn concurrent_batches<B: Backend>() -> usize {
+    if !is_cpu::<B>() {
+        return 1;
+    }
+    std::env::var("SEKATOR_CPU_STREAMS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1)
+}
+
+/// Whether `B` is one of the CPU backends (or autodiff over one), whose kernels some layers work around.
+pub fn is_cpu<B: Backend>() -> bool {
+    use std::any::TypeId;
+    let id = TypeId::of::<B>();
+    id == TypeId::of::<Cpu>()
+        || id == TypeId::of::<CpuAutodiff>()
+        || id == TypeId::of::<burn::backend::NdArray>()
+        || id == TypeId::of::<burn::backend::Autodiff<burn::backend::NdArray>>()
+}

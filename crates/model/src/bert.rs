@@ -5,6 +5,7 @@ use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::attention::BertAttention;
+use crate::backend::is_cpu;
 use crate::config::BertConfig;
 use crate::embeddings::BertEmbeddings;
 use crate::error::ModelError;
@@ -93,6 +94,12 @@ impl<B: Backend> BertModel<B> {
         let bias = (attention_mask.neg() + 1.0)
             .mul_scalar(f32::MIN)
             .reshape([batch, 1, 1, seq]);
+        // CPU backends add it in full shape (see `BertAttention::forward`): repeat over queries once here.
+        let bias = if is_cpu::<B>() {
+            bias.repeat_dim(2, seq)
+        } else {
+            bias
+        };
         for (l, layer) in self.layers.iter().enumerate() {
             let hm = masks.and_then(|m| m.heads.get(l)).and_then(|t| t.as_ref());
             let fm = masks.and_then(|m| m.ffn.get(l)).and_then(|t| t.as_ref());

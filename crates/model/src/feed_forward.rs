@@ -72,7 +72,7 @@ impl<B: Backend> BertFeedForward<B> {
 
     /// `ffn_mask`: optional `[width]` multiplied into the activation output (importance scoring).
     pub fn forward(&self, x: Tensor<B, 3>, ffn_mask: Option<&Tensor<B, 1>>) -> Tensor<B, 3> {
-        let a = self.intermediate.forward(x.clone());
+        let a = layers::linear_rows(&self.intermediate, x.clone());
         let mut a = match self.act {
             ACT_RELU => relu(a),
             ACT_GELU_TANH => gelu_approximate(a),
@@ -82,6 +82,7 @@ impl<B: Backend> BertFeedForward<B> {
             let w = m.dims()[0];
             a = a * m.clone().reshape([1, 1, w]);
         }
-        self.layer_norm.forward(self.output.forward(a) + x)
+        self.layer_norm
+            .forward(layers::linear_rows(&self.output, a) + x)
     }
 }

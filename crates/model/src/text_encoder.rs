@@ -1,9 +1,12 @@
 //! `Encoder`: a loaded checkpoint plus its tokenizer, turning texts into vectors in input order.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
+use crate::backend::concurrent_batches;
 use crate::bert::BertModel;
 use crate::config::BertConfig;
 use crate::error::ModelError;
@@ -200,26 +203,73 @@ impl<B: Backend> Encoder<B> {
         let tokens = self.tokenize(&refs, opts.max_length)?;
         let mut out = vec![Vec::new(); texts.len()];
         let mut done = 0;
-        for idx in Self::length_batches(&tokens, opts.batch_size) {
-            let batch = TokenBatch::new(
+        self.for_each_batch(
+            &tokens,
+            opts.batch_size,
+            |batch| {
+                let (hidden, mask) = self.forward(batch, None);
+                let mut pooled = pooling::pool(&self.model, &hidden, &mask, opts.pooling)
+                    .expect("pooler checked above");
+                if opts.normalize {
+                    pooled = pooling::l2_normalize(pooled);
+                }
+                (pooled.dims()[1], to_vec(&pooled))
+            },
+            |idx, (dim, flat)| {
+                for (r, &i) in idx.iter().enumerate() {
+                    out[i] = flat[r * dim..(r + 1) * dim].to_vec();
+                }
+                done += idx.len();
+                progress(done);
+            },
+        );
+        Ok(out)
+    }
+
+    /// Runs `work` on every length-sorted padded batch of `tokens` and hands each result with its row
+    /// indices to `sink` (in completion order). On CPU backends [`concurrent_batches`] batches are in
+    /// flight at once; the per-batch results do not depend on it.
+    fn for_each_batch<T: Send>(
+        &self,
+        tokens: &[Tokens],
+        batch_size: usize,
+        work: impl Fn(&TokenBatch) -> T + Sync,
+        mut sink: impl FnMut(&[usize], T),
+    ) {
+        let batches = Self::length_batches(tokens, batch_size);
+        let pad = |idx: &[usize]| {
+            TokenBatch::new(
                 &idx.iter().map(|&i| &tokens[i]).collect::<Vec<_>>(),
                 self.tokenizer.pad_id,
-            );
-            let (hidden, mask) = self.forward(&batch, None);
-            let mut pooled = pooling::pool(&self.model, &hidden, &mask, opts.pooling)
-                .expect("pooler checked above");
-            if opts.normalize {
-                pooled = pooling::l2_normalize(pooled);
+            )
+        };
+        let streams = concurrent_batches::<B>().min(batches.len());
+        if streams <= 1 {
+            for idx in &batches {
+                let r = work(&pad(idx));
+                sink(idx, r);
             }
-            let dim = pooled.dims()[1];
-            let flat = to_vec(&pooled);
-            for (r, &i) in idx.iter().enumerate() {
-                out[i] = flat[r * dim..(r + 1) * dim].to_vec();
-            }
-            done += idx.len();
-            progress(done);
+            return;
         }
-        Ok(out)
+        let next = AtomicUsize::new(0);
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|scope| {
+            for _ in 0..streams {
+                let tx = tx.clone();
+                let (next, batches, work, pad) = (&next, &batches, &work, &pad);
+                scope.spawn(move || loop {
+                    let b = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(idx) = batches.get(b) else { break };
+                    if tx.send((b, work(&pad(idx)))).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            for (b, r) in rx {
+                sink(&batches[b], r);
+            }
+        });
     }
 
     /// CLS, mean and pooler vectors (un-normalised) of every text, in input order.
@@ -243,24 +293,65 @@ impl<B: Backend> Encoder<B> {
                 Vec::new()
             },
         };
-        for idx in Self::length_batches(&tokens, batch_size) {
-            let batch = TokenBatch::new(
-                &idx.iter().map(|&i| &tokens[i]).collect::<Vec<_>>(),
-                self.tokenizer.pad_id,
-            );
-            let (hidden, mask) = self.forward(&batch, None);
-            let cls = to_vec(&pooling::cls(&hidden));
-            let mean = to_vec(&pooling::mean(&hidden, &mask));
-            let pooler = self.model.pool(&hidden).map(|p| to_vec(&p));
-            for (r, &i) in idx.iter().enumerate() {
-                v.cls[i] = cls[r * dim..(r + 1) * dim].to_vec();
-                v.mean[i] = mean[r * dim..(r + 1) * dim].to_vec();
-                if let Some(p) = &pooler {
-                    v.pooler[i] = p[r * dim..(r + 1) * dim].to_vec();
+        self.for_each_batch(
+            &tokens,
+            batch_size,
+            |batch| {
+                let (hidden, mask) = self.forward(batch, None);
+                (
+                    to_vec(&pooling::cls(&hidden)),
+                    to_vec(&pooling::mean(&hidden, &mask)),
+                    self.model.pool(&hidden).map(|p| to_vec(&p)),
+                )
+            },
+            |idx, (cls, mean, pooler)| {
+                for (r, &i) in idx.iter().enumerate() {
+                    v.cls[i] = cls[r * dim..(r + 1) * dim].to_vec();
+                    v.mean[i] = mean[r * dim..(r + 1) * dim].to_vec();
+                    if let Some(p) = &pooler {
+                        v.pooler[i] = p[r * dim..(r + 1) * dim].to_vec();
+                    }
                 }
-            }
-        }
+            },
+        );
         Ok(v)
+    }
+
+    /// [`Encoder::encode_words`] for many pre-split texts, in padded length-sorted batches (padding does not
+    /// change the real tokens' states, so each result equals the text encoded alone).
+    pub fn encode_words_many(
+        &self,
+        texts: &[Vec<&str>],
+        max_length: usize,
+        batch_size: usize,
+    ) -> Result<Vec<WordEncoding>, ModelError> {
+        let limit = max_length.min(self.config.max_position_embeddings);
+        let tokens = texts
+            .iter()
+            .map(|words| self.tokenizer.encode_words(words, limit))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dim = self.hidden_size();
+        let mut out: Vec<Option<WordEncoding>> = vec![None; texts.len()];
+        self.for_each_batch(
+            &tokens,
+            batch_size,
+            |batch| (batch.seq, to_vec(&self.forward(batch, None).0)),
+            |idx, (seq, flat)| {
+                for (r, &i) in idx.iter().enumerate() {
+                    let t = &tokens[i];
+                    let start = r * seq * dim;
+                    out[i] = Some(WordEncoding {
+                        hidden: flat[start..start + t.ids.len() * dim].to_vec(),
+                        dim,
+                        word_ids: t.word_ids.iter().map(|w| w.map(|w| w as usize)).collect(),
+                    });
+                }
+            },
+        );
+        Ok(out
+            .into_iter()
+            .map(|e| e.expect("every text is in one batch"))
+            .collect())
     }
 
     /// Last hidden state of one pre-split text and the word of every token (NER-style tasks).

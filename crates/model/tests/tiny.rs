@@ -199,3 +199,30 @@ fn embed_keeps_input_order_and_normalizes() {
     // unused import guard: Tensor is used for type inference in other tests
     let _ = Tensor::<B, 1>::zeros([1], &dev);
 }
+
+#[test]
+fn batched_word_encodings_equal_one_at_a_time() {
+    let dev = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    write_random_model::<B>(dir.path(), &tiny_config(2), 11, &dev).unwrap();
+    let enc = Encoder::<B>::load(dir.path(), &dev).unwrap();
+    let texts: Vec<Vec<&str>> = vec![
+        vec!["x"],
+        vec!["a", "longer", "one", "here", ",", "with", "more", "words"],
+        vec!["среднее", "предложение"],
+        vec![
+            "cut", "off", "by", "the", "limit", "of", "eight", "tokens", "here", "now",
+        ],
+    ];
+    let many = enc.encode_words_many(&texts, 8, 3).unwrap();
+    for (i, words) in texts.iter().enumerate() {
+        let one = enc.encode_words(words, 8).unwrap();
+        assert_eq!(many[i].word_ids, one.word_ids, "text {i}: token/word map");
+        assert!(
+            max_diff(&many[i].hidden, &one.hidden) < 1e-5,
+            "text {i}: hidden states differ"
+        );
+        assert_eq!(many[i].word_vectors(words.len()).len(), words.len());
+    }
+    assert_eq!(many[3].word_ids.len(), 8, "truncated at max_length");
+}
