@@ -42,6 +42,7 @@ check-cuda:
 
 # Whole study: importance -> surgery -> distill -> eval -> report. Stages whose manifest matches are skipped.
 pipeline config="configs/default.toml" *flags="": build
+    {{bin}}/report --config {{config}} --estimate
     {{bin}}/importance --config {{config}} {{flags}}
     {{bin}}/surgery --config {{config}} {{flags}}
     {{bin}}/distill --config {{config}} {{flags}}

@@ -19,6 +19,10 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "== embedding throughput (MiniLM, max_length 128, mean pooling): burn-flex, burn-ndarray"
 SEKATOR_BENCH_MODEL=$MODEL SEKATOR_BENCH_TEXTS=$TEXTS cargo bench -q -p sekator-model --bench embed_throughput \
   | grep '^{' | tee -a "$OUT/results.jsonl"
+echo "== embedding, one batch at a time (SEKATOR_CPU_STREAMS=1: latency-bound, like PyTorch's loop): burn-flex"
+SEKATOR_CPU_STREAMS=1 SEKATOR_BENCH_BACKENDS=flex SEKATOR_BENCH_MODEL=$MODEL SEKATOR_BENCH_TEXTS=$TEXTS \
+  cargo bench -q -p sekator-model --bench embed_throughput | grep '^{' | sed 's/"flex"/"flex, 1 stream"/' \
+  | tee -a "$OUT/results.jsonl"
 echo "== embedding throughput: PyTorch"
 "$PY" scripts/reference/bench_embed_torch.py "$TEXTS" | grep '^{' | tee -a "$OUT/results.jsonl"
 

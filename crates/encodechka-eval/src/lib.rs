@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod embedder;
+pub mod estimate;
 pub mod float32;
 pub mod knn;
 pub mod lbfgsb;

@@ -232,9 +232,25 @@ pub fn accumulate<B: AutodiffBackend>(
     };
     let t0 = Instant::now();
     let mut first = 0.0;
-    let (mut loss_sum, mut done) = (0.0, 0);
-    for (i, b) in batches.iter().enumerate() {
-        let g = loss::mask_gradients(model, b, spec, device);
+    let mut done = 0;
+    // Batches are independent forward + backward passes: several in flight on CPU backends. Their
+    // gradients are kept and summed in batch order afterwards, so the scores do not depend on timing.
+    let mut grads = vec![None; batches.len()];
+    backend::in_flight(
+        batches.len(),
+        backend::concurrent_batches::<B>(),
+        |i| loss::mask_gradients(model, &batches[i], spec, device),
+        |i, g| {
+            if done == 0 {
+                first = t0.elapsed().as_secs_f64();
+            }
+            done += batches[i].en.batch;
+            grads[i] = Some(g);
+            progress(done);
+        },
+    );
+    let mut loss_sum = 0.0;
+    for g in grads.into_iter().map(|g| g.expect("every batch ran")) {
         for (acc, grad) in heads
             .iter_mut()
             .zip(&g.heads)
@@ -245,11 +261,6 @@ pub fn accumulate<B: AutodiffBackend>(
             }
         }
         loss_sum += g.loss as f64;
-        done += b.en.batch;
-        if i == 0 {
-            first = t0.elapsed().as_secs_f64();
-        }
-        progress(done);
     }
     Accumulated {
         heads,
@@ -288,19 +299,26 @@ pub fn validate_heads<B: Backend>(
 ) -> (f64, Vec<f64>) {
     let base = mean_loss(model, batches, spec, None, device);
     let layers = model.num_heads();
-    let increases = heads
-        .iter()
-        .enumerate()
-        .map(|(i, &(l, h))| {
+    let mut increases = vec![0.0; heads.len()];
+    let mut done = 0;
+    // one masked evaluation per head, several in flight on CPU backends (independent forward passes)
+    backend::in_flight(
+        heads.len(),
+        backend::concurrent_batches::<B>(),
+        |i| {
+            let (l, h) = heads[i];
             let mut hv: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
             hv[l] = vec![1.0; layers[l]];
             hv[l][h] = 0.0;
             let masks = UnitMasks::<B>::from_values(&hv, &vec![Vec::new(); layers.len()], device);
-            let inc = mean_loss(model, batches, spec, Some(&masks), device) - base;
-            progress(i + 1);
-            inc
-        })
-        .collect();
+            mean_loss(model, batches, spec, Some(&masks), device)
+        },
+        |i, loss| {
+            increases[i] = loss - base;
+            done += 1;
+            progress(done);
+        },
+    );
     (base, increases)
 }
 

@@ -155,6 +155,7 @@ pub fn grad_masks<B: AutodiffBackend>(model: &BertModel<B>, device: &B::Device) 
 
 /// Gradients of one batch's loss with respect to every head and FFN mask entry (current unit order), and
 /// the loss value. `model` should have had `no_grad()` applied so no parameter gradients are computed.
+#[derive(Debug, Clone)]
 pub struct MaskGradients {
     pub loss: f32,
     /// `[layer][current head]`.

@@ -153,3 +153,41 @@ pub fn is_cpu<B: Backend>() -> bool {
         || id == TypeId::of::<burn::backend::NdArray>()
         || id == TypeId::of::<burn::backend::Autodiff<burn::backend::NdArray>>()
 }
+
+/// Runs `work(i)` for `i in 0..n` on `workers` threads (inline when 1) and hands each result to `sink` on
+/// the calling thread, in completion order. How CPU stages keep several batches (or masked evaluations) in
+/// flight; see [`concurrent_batches`].
+pub fn in_flight<R: Send>(
+    n: usize,
+    workers: usize,
+    work: impl Fn(usize) -> R + Sync,
+    mut sink: impl FnMut(usize, R),
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let workers = workers.min(n);
+    if workers <= 1 {
+        for i in 0..n {
+            let r = work(i);
+            sink(i, r);
+        }
+        return;
+    }
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, work) = (&next, &work);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n || tx.send((i, work(i))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for (i, r) in rx {
+            sink(i, r);
+        }
+    });
+}

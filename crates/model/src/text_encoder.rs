@@ -1,12 +1,10 @@
 //! `Encoder`: a loaded checkpoint plus its tokenizer, turning texts into vectors in input order.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
-use crate::backend::concurrent_batches;
+use crate::backend::{concurrent_batches, in_flight};
 use crate::bert::BertModel;
 use crate::config::BertConfig;
 use crate::error::ModelError;
@@ -243,33 +241,12 @@ impl<B: Backend> Encoder<B> {
                 self.tokenizer.pad_id,
             )
         };
-        let streams = concurrent_batches::<B>().min(batches.len());
-        if streams <= 1 {
-            for idx in &batches {
-                let r = work(&pad(idx));
-                sink(idx, r);
-            }
-            return;
-        }
-        let next = AtomicUsize::new(0);
-        let (tx, rx) = mpsc::channel();
-        std::thread::scope(|scope| {
-            for _ in 0..streams {
-                let tx = tx.clone();
-                let (next, batches, work, pad) = (&next, &batches, &work, &pad);
-                scope.spawn(move || loop {
-                    let b = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(idx) = batches.get(b) else { break };
-                    if tx.send((b, work(&pad(idx)))).is_err() {
-                        break;
-                    }
-                });
-            }
-            drop(tx);
-            for (b, r) in rx {
-                sink(&batches[b], r);
-            }
-        });
+        in_flight(
+            batches.len(),
+            concurrent_batches::<B>(),
+            |b| work(&pad(&batches[b])),
+            |b, r| sink(&batches[b], r),
+        );
     }
 
     /// CLS, mean and pooler vectors (un-normalised) of every text, in input order.

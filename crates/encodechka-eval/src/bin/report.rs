@@ -29,10 +29,18 @@ struct Args {
     /// rebuilt, it only reads files.
     #[arg(long)]
     force: bool,
+    /// Print the estimated minutes of each stage of the run (from rates measured on 2 CPU cores, scaled
+    /// by model size) and exit; `just pipeline` runs this first.
+    #[arg(long)]
+    estimate: bool,
 }
 
 fn run(a: Args) -> Result<()> {
     let rc = RunConfig::load(&a.config)?;
+    if a.estimate {
+        println!("{}", sekator_encodechka::estimate::estimate(&rc)?);
+        return Ok(());
+    }
     let out = a.out.unwrap_or_else(|| rc.stage_dir("report"));
     let s = study::gather(&rc).with_context(|| format!("run `{}`", rc.run.name))?;
     let (md, png) = study::write(&s, &out)?;
