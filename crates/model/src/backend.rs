@@ -191,3 +191,28 @@ pub fn in_flight<R: Send>(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::in_flight;
+
+    #[test]
+    fn in_flight_delivers_every_item_once_on_the_calling_thread() {
+        for workers in [1, 2, 3, 8] {
+            let caller = std::thread::current().id();
+            let mut seen = vec![0usize; 10];
+            in_flight(
+                10,
+                workers,
+                |i| i * i,
+                |i, r| {
+                    assert_eq!(std::thread::current().id(), caller, "sink off the caller");
+                    assert_eq!(r, i * i, "result handed to the wrong index");
+                    seen[i] += 1;
+                },
+            );
+            assert_eq!(seen, vec![1; 10], "{workers} workers");
+        }
+        in_flight(0, 2, |_| 0, |_, _: i32| panic!("no items"));
+    }
+}
