@@ -10,6 +10,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use crate::backend::is_cpu;
 use crate::config::BertConfig;
+use crate::cpu_kernels;
 use crate::error::ModelError;
 use crate::layers::{self, NamedTensor};
 use crate::weights::WeightSource;
@@ -99,19 +100,24 @@ impl<B: Backend> BertAttention<B> {
         let q = split(layers::linear_rows(&sa.query, x.clone()));
         let k = split(layers::linear_rows(&sa.key, x.clone()));
         let v = split(layers::linear_rows(&sa.value, x.clone()));
-        // Q/K/V stay strided views (the matmuls read them in place). On the CPU backend a broadcast add
-        // walks elements one by one, so the padding bias is first repeated to the scores' full shape
-        // (two memcpy passes), which turns the add into a contiguous SIMD pass.
-        let bias = if is_cpu::<B>() {
-            mask_bias.repeat_dim(1, nh)
-        } else {
-            mask_bias
+        // Q/K/V stay strided views (the matmuls read them in place).
+        let scale = 1.0 / (hd as f32).sqrt();
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let probs = match cpu_kernels::masked_softmax(scores, scale, &mask_bias) {
+            Ok(probs) => probs,
+            Err(scores) => {
+                // On unfused CPU backends a broadcast add walks elements one by one, so the padding
+                // bias is first repeated to the scores' full shape (two memcpy passes), which turns
+                // the add into a contiguous SIMD pass.
+                let bias = if is_cpu::<B>() {
+                    mask_bias.repeat_dim(1, nh)
+                } else {
+                    mask_bias
+                };
+                softmax(scores.mul_scalar(scale) + bias, 3)
+            }
         };
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt())
-            + bias;
-        let mut context = softmax(scores, 3).matmul(v); // [batch, heads, seq, head_dim]
+        let mut context = probs.matmul(v); // [batch, heads, seq, head_dim]
         if let Some(m) = head_mask {
             context = context * m.clone().reshape([1, nh, 1, 1]);
         }

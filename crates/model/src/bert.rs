@@ -7,6 +7,7 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 use crate::attention::BertAttention;
 use crate::backend::is_cpu;
 use crate::config::BertConfig;
+use crate::cpu_kernels;
 use crate::embeddings::BertEmbeddings;
 use crate::error::ModelError;
 use crate::feed_forward::BertFeedForward;
@@ -94,8 +95,9 @@ impl<B: Backend> BertModel<B> {
         let bias = (attention_mask.neg() + 1.0)
             .mul_scalar(f32::MIN)
             .reshape([batch, 1, 1, seq]);
-        // CPU backends add it in full shape (see `BertAttention::forward`): repeat over queries once here.
-        let bias = if is_cpu::<B>() {
+        // Unfused CPU backends add it in full shape (see `BertAttention::forward`): repeat over queries
+        // once here. The fused CPU softmax reads it per row as it is.
+        let bias = if is_cpu::<B>() && !cpu_kernels::fused::<B>() {
             bias.repeat_dim(2, seq)
         } else {
             bias

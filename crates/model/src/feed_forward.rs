@@ -2,10 +2,11 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
+use burn::tensor::activation::{gelu_approximate, relu};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::config::BertConfig;
+use crate::cpu_kernels;
 use crate::error::ModelError;
 use crate::layers::{self, NamedTensor};
 use crate::weights::WeightSource;
@@ -76,7 +77,7 @@ impl<B: Backend> BertFeedForward<B> {
         let mut a = match self.act {
             ACT_RELU => relu(a),
             ACT_GELU_TANH => gelu_approximate(a),
-            _ => gelu(a),
+            _ => cpu_kernels::gelu(a),
         };
         if let Some(m) = ffn_mask {
             let w = m.dims()[0];

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod backend;
 pub mod bert;
 pub mod config;
+pub mod cpu_kernels;
 pub mod embeddings;
 pub mod error;
 pub mod feed_forward;
