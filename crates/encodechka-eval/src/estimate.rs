@@ -27,15 +27,16 @@ struct Rates {
     encodechka_classify_s: f64,
 }
 
-/// Measured in the default run of 2026-11-28 (importance 1024 pairs in 49 s; distillation 19.4 pairs/s on the
-/// half-size student; encodechka 576 s for MiniLM, 318 s for the pruned model).
+/// Measured in the default run of 2026-11-28 with the fused CPU kernels (importance 1024 pairs at 20.4 pairs/s;
+/// distillation 18.4 pairs/s on the half-size student; teacher cache 16,384 texts in 86 s; encodechka 488 s of
+/// embedding and 40 s of classifiers for MiniLM).
 const RATES: Rates = Rates {
     importance_pairs_per_s: 20.0,
     validate_pairs_per_s: 60.0,
-    distill_pairs_per_s: 9.7,
-    teacher_texts_per_s: 180.0,
-    encodechka_embed_s: 546.0,
-    encodechka_classify_s: 30.0,
+    distill_pairs_per_s: 9.2,
+    teacher_texts_per_s: 190.0,
+    encodechka_embed_s: 488.0,
+    encodechka_classify_s: 40.0,
 };
 
 /// encodechka task codes with their share of the full run's time for MiniLM (embedding dominates).
