@@ -400,7 +400,7 @@ fn normal_cdf_pdf(x: f32) -> (f32, f32) {
     (phi, INV_SQRT_2PI * e)
 }
 
-/// `e^y` for `y <= 0` (NaN-free inputs): `2^n * e^r` with `|r| <= ln2 / 2` and a degree-7 Taylor
+/// `e^y` for `y <= 0` (NaN stays NaN): `2^n * e^r` with `|r| <= ln2 / 2` and a degree-7 Taylor
 /// polynomial (truncation error < 1e-8 relative); 0 below -87, where f32 would go subnormal.
 #[inline(always)]
 fn exp_nonpositive(y: f32) -> f32 {
@@ -409,7 +409,8 @@ fn exp_nonpositive(y: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in the default rounding mode.
     const ROUND: f32 = 12_582_912.0;
-    let yc = y.max(-87.0);
+    // A comparison, not `max`: NaN must pass through (a diverged run has to show up as NaN, not as 0).
+    let yc = if y < -87.0 { -87.0 } else { y };
     let n = (yc * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = (yc - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
@@ -485,6 +486,16 @@ mod tests {
         }
         assert!(worst < 2e-7, "worst relative error {worst}");
         assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(f32::NAN).is_nan());
+        let mut row = [0.5, f32::NAN, 1.0];
+        softmax_row(&mut row, &[0.0; 3], 1.0);
+        assert!(
+            row.iter().all(|v| v.is_nan()),
+            "NaN scores must not turn into probabilities"
+        );
+        let mut g = [f32::NAN];
+        gelu_slice(&mut g);
+        assert!(g[0].is_nan());
     }
 
     #[test]
