@@ -18,8 +18,10 @@
 #   4  embedding throughput at batch 1/32/256, burn `embed` beside PyTorch (target at 256: >= 1.0);
 #      MiniLM first, then the LaBSE-shaped model if time is left
 #   5  (time permitting) profiles: cubecl kernel timings of a short distill run, torch.profiler of the step
+#   6  (run after 1) `distill --check-precision`: 30 steps in each of f32, flex32, bf16, f16, loss curves
+#      against f32 and pairs/s (precision_check.json); parts 2, 5 train in f32 explicitly
 # Outputs in $OUT: gpu_results.md (the table), gpu_results.jsonl (all records), gpu_logs.txt (everything
-# printed), gpu_profile.txt, distill_metrics.jsonl, importance.json.
+# printed), gpu_profile.txt, distill_metrics.jsonl, importance.json, precision_check.json.
 #
 # Environment overrides:
 #   OUT                results folder (default runs/gpu-check)
@@ -33,8 +35,8 @@
 #   GPU_CHECK_DEADLINE_S no command runs past this many seconds into the check (default 540; the device
 #                      tool stops a command at 600)
 #   GPU_CHECK_WORK     scratch folder (default /tmp/sekator-gpu-check; emptied first)
-#   GPU_CHECK_PARTS    parts to run besides 0 (default "1 2 3 4 5"; parts 3-5 need part 2's model and
-#                      make it themselves when part 2 is left out)
+#   GPU_CHECK_PARTS    parts to run besides 0 (default "1 6 2 3 4 5"; parts 2-6 need the LaBSE-shaped model
+#                      and make it themselves when no earlier part did)
 
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,7 +55,7 @@ TORCH_BENCH="scripts/reference/gpu_torch_bench.py"
 if [ "$SMOKE" = 1 ]; then
     DEVICE=${GPU_CHECK_DEVICE:-cpu}
     SHAPE=(--vocab-size 30522 --hidden 64 --layers 2 --heads 4 --ffn 128 --max-position 512)
-    B=8 LEN=32 STEPS=6 WARM=2 LOG_EVERY=1 IMP_BATCHES=2 TEXT_LINES=24
+    B=8 LEN=32 STEPS=6 WARM=2 LOG_EVERY=1 IMP_BATCHES=2 TEXT_LINES=24 PREC_STEPS=4
     # batch size -> "short long" repeats of the text sample (burn rate = difference of the two runs)
     REPS_MINILM=([1]="1 2" [32]="1 2" [256]="1 2")
     REPS_LABSE=([1]="1 2" [32]="1 2" [256]="1 2")
@@ -61,13 +63,13 @@ if [ "$SMOKE" = 1 ]; then
 else
     DEVICE=${GPU_CHECK_DEVICE:-cuda}
     SHAPE=()   # random-model's defaults: LaBSE-en-ru (vocab 55083, hidden 768, 12 layers, 12 heads, FFN 3072)
-    B=64 LEN=64 STEPS=200 WARM=20 LOG_EVERY=10 IMP_BATCHES=8 TEXT_LINES=0
+    B=64 LEN=64 STEPS=200 WARM=20 LOG_EVERY=10 IMP_BATCHES=8 TEXT_LINES=0 PREC_STEPS=30
     REPS_MINILM=([1]="1 3" [32]="2 10" [256]="4 40")
     REPS_LABSE=([1]="1 2" [32]="1 6" [256]="2 16")
     TORCH_THREADS=0
 fi
 TDEV=$DEVICE
-PARTS=" ${GPU_CHECK_PARTS:-1 2 3 4 5} "
+PARTS=" ${GPU_CHECK_PARTS:-1 6 2 3 4 5} "
 want() { [[ "$PARTS" == *" $1 "* ]]; }
 
 rm -rf "$WORK"
@@ -339,7 +341,7 @@ part2() {
 
         run 330 "distill" "$BIN/distill" --teacher "$LABSE" --student "$LABSE" --data "$PAIRS" --out "$WORK/distill" \
             --steps "$STEPS" --batch-size "$B" --max-length "$LEN" --pooling cls --eval-every 0 --checkpoint-every 0 \
-            --keep-checkpoints 1 --log-every "$LOG_EVERY" --device "$DEVICE" --overwrite >"$WORK/distill.log" 2>&1
+            --keep-checkpoints 1 --log-every "$LOG_EVERY" --device "$DEVICE" --precision f32 --overwrite >"$WORK/distill.log" 2>&1
         rc=$?
         cat "$WORK/distill.log"
         [ $rc -eq 0 ] || fail "distill exit $rc"
@@ -350,6 +352,25 @@ part2() {
         rm -rf "$WORK/distill/checkpoints" "$WORK/distill/final" "$WORK/distill/teacher-cache"
     else
         fail "no model or no pairs: importance and distill not run"
+    fi
+    part_end
+}
+
+# --- part 6: which training precision keeps the f32 loss curve -------------------------------------------------
+part6() {
+    part_begin 6 "distill precision check (f32 / flex32 / bf16 / f16, LaBSE-en-ru shape, $DEVICE)"
+    local rc
+    if make_model && [ -n "$PAIRS" ]; then
+        run 240 "precision check" "$BIN/distill" --teacher "$LABSE" --student "$LABSE" --data "$PAIRS" --out "$WORK/precision" \
+            --steps "$STEPS" --batch-size "$B" --max-length "$LEN" --pooling cls --device "$DEVICE" \
+            --precision-check-steps "$PREC_STEPS" --check-precision >"$WORK/precision.log" 2>&1
+        rc=$?
+        cat "$WORK/precision.log"
+        [ $rc -eq 0 ] || fail "precision check exit $rc"
+        [ -f "$WORK/precision/precision.json" ] && cp "$WORK/precision/precision.json" "$OUT/precision_check.json"
+        rm -rf "$WORK/precision/teacher-cache"
+    else
+        fail "no model or no pairs: precision check not run"
     fi
     part_end
 }
@@ -446,7 +467,7 @@ part5() {
         CUBECL_DEBUG_LOG="$WORK/cubecl.log" CUBECL_DEBUG_OPTION=profile \
             run 100 "distill profile" "$BIN/distill" --teacher "$LABSE" --student "$LABSE" --data "$PAIRS" --out "$WORK/distill-prof" \
             --steps $((WARM / 2 + 2)) --batch-size "$B" --max-length "$LEN" --pooling cls --eval-every 0 --checkpoint-every 0 \
-            --keep-checkpoints 1 --log-every 1 --device "$DEVICE" --overwrite >>"$PROF" 2>&1 || note "burn profile run failed"
+            --keep-checkpoints 1 --log-every 1 --device "$DEVICE" --precision f32 --overwrite >>"$PROF" 2>&1 || note "burn profile run failed"
         if [ -f "$WORK/cubecl.log" ]; then
             "$PY" "$TOOLS" cubecl-profile --log "$WORK/cubecl.log" --top 40 >>"$PROF" 2>&1 || note "cannot read the cubecl log"
         else
@@ -465,6 +486,7 @@ part5() {
 }
 
 want 1 && part1
+want 6 && part6
 want 2 && part2
 want 3 && part3
 want 4 && part4

@@ -24,6 +24,9 @@ const FOREIGN_FILES: [&str; 3] = ["manifest.json", STATE_FILE, OPTIMIZER_FILE];
 /// Everything besides weights and moments that a resumed run needs to continue exactly.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainState {
+    /// The float dtype the weights were trained in (absent in checkpoints from before precisions existed).
+    #[serde(default)]
+    pub precision: Option<crate::precision::Precision>,
     /// Optimizer steps done.
     pub step: usize,
     pub total_steps: usize,

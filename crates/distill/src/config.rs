@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sekator_model::{DeviceKind, Pooling};
 
 use crate::error::{DistillError, Result};
+use crate::precision::Precision;
 
 /// Learning-rate decay after the warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -100,6 +101,12 @@ pub struct DistillConfig {
     /// Rows per teacher-cache shard file.
     pub cache_shard_rows: usize,
     pub device: DeviceKind,
+    /// Float dtype the student trains in (see `precision.rs`): `auto` checks on CUDA, f32 on the CPU.
+    pub precision: Precision,
+    /// Steps the precision check trains per candidate dtype (the first steps of this very run).
+    pub precision_check_steps: usize,
+    /// Largest mean (and end-of-window) relative deviation from the f32 loss curve a dtype may show.
+    pub precision_tolerance: f64,
 }
 
 impl Default for DistillConfig {
@@ -141,6 +148,9 @@ impl Default for DistillConfig {
             log_every: 10,
             cache_shard_rows: 16384,
             device: DeviceKind::Auto,
+            precision: Precision::Auto,
+            precision_check_steps: 50,
+            precision_tolerance: 0.02,
         }
     }
 }
@@ -187,6 +197,9 @@ keep_checkpoints = 3
 log_every = 10
 cache_shard_rows = 16384
 device = "auto"           # auto | cpu | cuda
+precision = "auto"        # auto | f32 | flex32 | bf16 | f16; auto: CUDA checks (below), CPU uses f32
+precision_check_steps = 50
+precision_tolerance = 0.02 # max relative deviation from the f32 loss curve
 "#;
 
 impl DistillConfig {
@@ -344,6 +357,15 @@ impl DistillConfig {
         }
         if self.log_every == 0 {
             return bad("log_every", "must be at least 1");
+        }
+        if self.precision_check_steps < 4 {
+            return bad(
+                "precision_check_steps",
+                "must be at least 4 (a curve to compare and steps to time)",
+            );
+        }
+        if !(self.precision_tolerance >= 0.0 && self.precision_tolerance.is_finite()) {
+            return bad("precision_tolerance", "must be a finite number >= 0");
         }
         if self.eval_batch_size == 0 || self.cache_shard_rows == 0 {
             return bad("eval_batch_size", "and cache_shard_rows must be positive");

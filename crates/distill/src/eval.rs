@@ -63,10 +63,11 @@ pub fn embed<B: Backend>(
     Ok(out.concat())
 }
 
+/// Metrics are computed in f32 whatever the training dtype.
 fn tensor<B: Backend>(flat: &[f32], dim: usize, device: &B::Device) -> Tensor<B, 2> {
     Tensor::from_data(
         TensorData::new(flat.to_vec(), [flat.len() / dim, dim]),
-        device,
+        (device, burn::tensor::DType::F32),
     )
 }
 

@@ -14,10 +14,12 @@ pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+pub mod precision;
 pub mod schedule;
 pub mod teacher_cache;
 pub mod train;
 
 pub use config::DistillConfig;
 pub use error::DistillError;
+pub use precision::Precision;
 pub use train::{expected_manifest, run, Summary, TrainOptions};

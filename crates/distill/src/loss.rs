@@ -13,7 +13,7 @@
 //! retrieval evaluation measures.
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, FloatDType, Tensor};
 
 use sekator_model::pooling::l2_normalize;
 
@@ -84,7 +84,8 @@ pub fn ranking_loss<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>, scale: f64) ->
     let sim = l2_normalize(a)
         .matmul(l2_normalize(b).transpose())
         .mul_scalar(scale);
-    let eye = Tensor::<B, 2>::eye(n, &sim.device());
+    // in the similarities' dtype (the device default may be a reduced training precision)
+    let eye = Tensor::<B, 2>::eye(n, &sim.device()).cast(FloatDType::from(sim.dtype()));
     let rows = (log_softmax(sim.clone(), 1) * eye.clone()).sum();
     let cols = (log_softmax(sim, 0) * eye).sum();
     (rows + cols).mul_scalar(-0.5 / n as f64)

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use sekator_distill::config::{ScheduleKind, EXAMPLE_TOML};
-use sekator_distill::{DistillConfig, DistillError, TrainOptions};
+use sekator_distill::train::Probe;
+use sekator_distill::{DistillConfig, DistillError, Precision, TrainOptions};
 use sekator_model::{DeviceKind, Manifest, Pooling};
 
 const AFTER_HELP: &str = "\
@@ -15,8 +16,8 @@ override them. A pipeline config (configs/*.toml, with a [run] section) works to
 student = runs/NAME/pruned, out = runs/NAME/distill, the rest from its [distill] section; such a run is skipped \
 when finished with the same inputs and settings, resumed when interrupted, restarted when its settings changed. `--print-config` shows the resolved settings. Outputs in --out: checkpoints/step-N/ (HF model \
 dir + optimizer.safetensors + state.json; last keep_checkpoints kept), final/ (HF model dir), metrics.jsonl, \
-loss.png, manifest.json. Teacher embeddings are cached under cache_dir, keyed by (teacher hash, data hash, \
-pooling, max_length); a second run does no teacher forward passes.";
+loss.png, manifest.json, precision.json (the precision check's verdict). Teacher embeddings are cached under cache_dir, keyed by (teacher hash, data hash, \
+pooling, max_length); a second run does no teacher forward passes. Precision: `auto` trains in f32 on CPU; on CUDA it first trains the run's first precision_check_steps steps in f32, flex32, bf16 and f16 (a process each), keeps the fastest whose loss curve stays within precision_tolerance of f32's and records the verdict in precision.json (reused on resume); --check-precision runs that check alone, on any device.";
 
 /// Distil a pruned student back towards its teacher on en<TAB>ru pairs.
 ///
@@ -48,6 +49,16 @@ struct Args {
     /// Sleep after every step (test hook).
     #[arg(long, hide = true, default_value_t = 0)]
     step_delay_ms: u64,
+    /// Run the precision check (the first precision_check_steps steps in each dtype the device offers,
+    /// loss curves against f32, speeds), write <out>/precision.json, print the table and exit.
+    #[arg(long, conflicts_with_all = ["resume", "print_config"])]
+    check_precision: bool,
+    /// Internal: one candidate of the precision check (what `--check-precision` runs per dtype).
+    #[arg(long, hide = true, value_enum, requires = "probe_report")]
+    precision_probe: Option<Precision>,
+    /// Internal: where `--precision-probe` writes its losses and step times.
+    #[arg(long, hide = true)]
+    probe_report: Option<PathBuf>,
 
     /// Teacher checkpoint (HF dir). [config: teacher]
     #[arg(long)]
@@ -133,6 +144,15 @@ struct Args {
     /// [config: device; default auto]
     #[arg(long, value_enum)]
     device: Option<DeviceKind>,
+    /// Training dtype; auto = checked on CUDA, f32 on CPU. [config: precision; default auto]
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// Steps per dtype in the precision check. [config: precision_check_steps; default 50]
+    #[arg(long)]
+    precision_check_steps: Option<usize>,
+    /// Largest relative deviation from the f32 loss curve. [config: precision_tolerance; default 0.02]
+    #[arg(long)]
+    precision_tolerance: Option<f64>,
 }
 
 /// A pipeline config (configs/*.toml) has a `[run]` section; distill's own config files do not.
@@ -177,7 +197,10 @@ fn resolve(a: &Args) -> Result<(DistillConfig, bool)> {
         keep_checkpoints,
         log_every,
         device,
-        out
+        out,
+        precision,
+        precision_check_steps,
+        precision_tolerance
     );
     macro_rules! set_opt {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { c.$f = Some(v); } )* };
@@ -210,13 +233,39 @@ fn main() -> ExitCode {
             print!("{}", cfg.to_toml());
             return Ok(());
         }
+        let exe = std::env::current_exe().context("locating the distill binary")?;
+        if args.check_precision {
+            let c = sekator_distill::train::check_precision(&cfg, &exe).context("distill")?;
+            println!("{}", c.table());
+            println!(
+                "{}",
+                cfg.out
+                    .join(sekator_distill::precision::CHECK_FILE)
+                    .display()
+            );
+            return Ok(());
+        }
+        let probe = match (args.precision_probe, &args.probe_report) {
+            (Some(precision), Some(report)) => Some(Probe {
+                precision,
+                report: report.clone(),
+            }),
+            _ => None,
+        };
         let mut opts = TrainOptions {
             resume: args.resume,
             overwrite: args.overwrite || args.force,
             max_steps_this_run: args.max_steps_this_run,
             step_delay_ms: args.step_delay_ms,
             progress: true,
+            exe: Some(exe),
+            probe,
         };
+        if let Some(p) = &opts.probe {
+            sekator_distill::run(&cfg, &opts).context("distill precision probe")?;
+            tracing::info!("probe {} -> {}", p.precision, p.report.display());
+            return Ok(());
+        }
         // Under a pipeline config the stage looks after itself: a finished identical run is kept, an
         // interrupted one continues from its newest checkpoint, one with other settings starts over.
         if pipeline && !opts.overwrite {

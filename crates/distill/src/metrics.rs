@@ -43,7 +43,8 @@ impl Record {
 }
 
 pub struct MetricsLog {
-    path: PathBuf,
+    /// `None`: records are kept in memory only (a precision probe writes no files).
+    path: Option<PathBuf>,
     pub records: Vec<Record>,
 }
 
@@ -53,9 +54,17 @@ impl MetricsLog {
         let path = out.join(METRICS_FILE);
         std::fs::write(&path, b"").map_err(|e| DistillError::io(&path, e))?;
         Ok(Self {
-            path,
+            path: Some(path),
             records: Vec::new(),
         })
+    }
+
+    /// A log that writes nothing.
+    pub fn discard() -> Self {
+        Self {
+            path: None,
+            records: Vec::new(),
+        }
     }
 
     /// The log of a resumed run: records up to and including `step` are kept.
@@ -73,18 +82,23 @@ impl MetricsLog {
             body.push('\n');
         }
         sekator_model::write_atomic(&path, body.as_bytes())?;
-        Ok(Self { path, records })
+        Ok(Self {
+            path: Some(path),
+            records,
+        })
     }
 
     pub fn push(&mut self, r: Record) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&self.path)
-            .map_err(|e| DistillError::io(&self.path, e))?;
-        let line = serde_json::to_string(&r).expect("serialisable") + "\n";
-        f.write_all(line.as_bytes())
-            .map_err(|e| DistillError::io(&self.path, e))?;
+        if let Some(path) = &self.path {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(|e| DistillError::io(path, e))?;
+            let line = serde_json::to_string(&r).expect("serialisable") + "\n";
+            f.write_all(line.as_bytes())
+                .map_err(|e| DistillError::io(path, e))?;
+        }
         self.records.push(r);
         Ok(())
     }

@@ -13,12 +13,13 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use sekator_model::backend::{self, AutodiffTask};
 use sekator_model::pooling::{self, default_pooling};
+use sekator_model::DeviceKind;
 use sekator_model::{
     checkpoint_hash, file_hash, read_config, BertModel, Encoder, Manifest, PairData, Pooling,
     SafetensorsWeights, TextTokenizer, TokenBatch,
@@ -32,6 +33,7 @@ use crate::eval::{self, DevSet, EvalMetrics};
 use crate::loss::{distill_loss, LossValues, LossWeights};
 use crate::metrics::{MetricsLog, Record, TrainRecord};
 use crate::optim::{param_paths, AdamW, AdamWSettings};
+use crate::precision::{self, Precision, PrecisionCheck, ProbeReport};
 use crate::schedule::LrSchedule;
 use crate::teacher_cache::{CacheKey, CacheSource, Side, TeacherEmbeddings};
 
@@ -48,6 +50,19 @@ pub struct TrainOptions {
     pub step_delay_ms: u64,
     /// Show progress bars (they are hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// The `distill` binary, which the precision check runs once per candidate dtype (`precision = "auto"`
+    /// on CUDA); without it `auto` means f32.
+    pub exe: Option<PathBuf>,
+    /// Run as a precision probe: the first steps in one dtype, their losses and times written to a report,
+    /// nothing written into `out`.
+    pub probe: Option<Probe>,
+}
+
+/// A precision probe (see [`crate::precision::check`]).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub precision: Precision,
+    pub report: PathBuf,
 }
 
 /// What a run did; also written to `manifest.json` under `results`.
@@ -62,6 +77,8 @@ pub struct Summary {
     pub finished: bool,
     pub final_dir: Option<PathBuf>,
     pub pooling: Pooling,
+    /// The float dtype the student trained in.
+    pub precision: Precision,
     pub train_pairs: usize,
     pub skipped_lines: usize,
     /// The first malformed lines: (1-based line number, reason).
@@ -101,19 +118,92 @@ pub fn expected_manifest(cfg: &DistillConfig) -> Result<Manifest> {
 /// Runs (or resumes) a distillation on the backend `cfg.device` selects.
 pub fn run(cfg: &DistillConfig, opts: &TrainOptions) -> Result<Summary> {
     cfg.validate()?;
-    tracing::info!("device: {}", backend::describe(cfg.device));
-    backend::run_autodiff(cfg.device, Task { cfg, opts })?
+    let device = backend::resolve(cfg.device)?;
+    let precision = resolve_precision(cfg, device, opts)?;
+    tracing::info!(
+        "device: {}, precision {precision}",
+        backend::describe(cfg.device)
+    );
+    backend::run_autodiff(
+        cfg.device,
+        Task {
+            cfg,
+            opts,
+            precision,
+        },
+    )?
+}
+
+/// The identity of the precision check's verdict for `cfg` on `device`.
+fn precision_key(cfg: &DistillConfig, device: DeviceKind) -> Result<serde_json::Value> {
+    Ok(precision::check_key(
+        cfg,
+        device,
+        [
+            &checkpoint_hash(cfg.teacher()?)?,
+            &checkpoint_hash(cfg.student()?)?,
+            &file_hash(cfg.data()?)?,
+        ],
+    ))
+}
+
+/// Runs the precision check for `cfg` with the `distill` binary `exe` on any device and keeps its verdict
+/// in `<out>/precision.json` (what `distill --check-precision` does).
+pub fn check_precision(cfg: &DistillConfig, exe: &Path) -> Result<PrecisionCheck> {
+    cfg.validate()?;
+    let device = backend::resolve(cfg.device)?;
+    let result = precision::check(cfg, exe, device, precision_key(cfg, device)?)?;
+    result.write(&cfg.out)?;
+    Ok(result)
+}
+
+/// `precision = "auto"`: the verdict of an earlier check of this very run, else a new check on CUDA, else
+/// f32; an explicit precision as given.
+fn resolve_precision(
+    cfg: &DistillConfig,
+    device: DeviceKind,
+    opts: &TrainOptions,
+) -> Result<Precision> {
+    if let Some(p) = &opts.probe {
+        return Ok(p.precision);
+    }
+    if cfg.precision != Precision::Auto {
+        return Ok(cfg.precision);
+    }
+    if device != DeviceKind::Cuda {
+        return Ok(Precision::F32);
+    }
+    let key = precision_key(cfg, device)?;
+    if let Some(c) = PrecisionCheck::read(&cfg.out).filter(|c| c.key == key) {
+        tracing::info!(
+            "precision {} (checked before: {})",
+            c.chosen,
+            cfg.out.join(precision::CHECK_FILE).display()
+        );
+        return Ok(c.chosen);
+    }
+    let Some(exe) = &opts.exe else {
+        tracing::warn!("precision auto: no distill binary to run the check with; training in f32");
+        return Ok(Precision::F32);
+    };
+    std::fs::create_dir_all(&cfg.out).map_err(|e| DistillError::io(&cfg.out, e))?;
+    let result = precision::check(cfg, exe, device, key)?;
+    tracing::info!("{}", result.table());
+    result.write(&cfg.out)?;
+    Ok(result.chosen)
 }
 
 struct Task<'a> {
     cfg: &'a DistillConfig,
     opts: &'a TrainOptions,
+    precision: Precision,
 }
 
 impl AutodiffTask for Task<'_> {
     type Output = Result<Summary>;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        train::<B>(self.cfg, self.opts, &device)
+        precision::apply::<B>(&device, self.precision)?;
+        train::<B>(self.cfg, self.opts, self.precision, &device)
     }
 }
 
@@ -130,7 +220,8 @@ fn to_tensor<B: burn::tensor::backend::Backend>(
     device: &B::Device,
 ) -> Tensor<B, 2> {
     let rows = flat.len() / dim;
-    Tensor::from_data(TensorData::new(flat, [rows, dim]), device)
+    // f32 whatever the training dtype: the loss is computed in f32 (see `precision.rs`)
+    Tensor::from_data(TensorData::new(flat, [rows, dim]), (device, DType::F32))
 }
 
 /// Student sentence embeddings of `texts` (one padded batch; gradients flow).
@@ -146,7 +237,13 @@ fn student_embed<B: AutodiffBackend>(
     let batch = TokenBatch::new(&tokens.iter().collect::<Vec<_>>(), tokenizer.pad_id);
     let (ids, mask) = batch.tensors::<B>(device);
     let hidden = model.forward(ids, mask.clone(), None);
-    Ok(pooling::pool(model, &hidden, &mask, pooling).expect("pooler presence checked at start"))
+    let pooled =
+        pooling::pool(model, &hidden, &mask, pooling).expect("pooler presence checked at start");
+    Ok(if pooled.dtype() == DType::F32 {
+        pooled
+    } else {
+        pooled.cast(FloatDType::F32)
+    })
 }
 
 fn prepare_out(out: &Path, opts: &TrainOptions) -> Result<()> {
@@ -179,8 +276,10 @@ fn prepare_out(out: &Path, opts: &TrainOptions) -> Result<()> {
 fn train<B: AutodiffBackend>(
     cfg: &DistillConfig,
     opts: &TrainOptions,
+    precision: Precision,
     device: &B::Device,
 ) -> Result<Summary> {
+    let probe = opts.probe.as_ref();
     let started = Instant::now();
     let (teacher_dir, student_dir, data_path) = (cfg.teacher()?, cfg.student()?, cfg.data()?);
 
@@ -251,8 +350,13 @@ fn train<B: AutodiffBackend>(
     }
     let cache_dir = cfg.cache_dir();
     let dim = teacher_cfg.hidden_size;
+    // The teacher runs in the process's dtype: targets computed in another one get a cache of their own.
+    let teacher_key = match precision {
+        Precision::F32 => teacher_hash.clone(),
+        p => format!("{teacher_hash}@{p}"),
+    };
     let key = CacheKey {
-        teacher_hash: teacher_hash.clone(),
+        teacher_hash: teacher_key.clone(),
         data_hash: cache_data_hash,
         pooling,
         max_length,
@@ -272,7 +376,7 @@ fn train<B: AutodiffBackend>(
     let mut cache_hit = cache.hit;
     let mut forward_batches = cache.forward_batches;
     let mut dev_hash = None;
-    let dev = match &dev_path {
+    let dev = match dev_path.as_ref().filter(|_| probe.is_none()) {
         Some(p) => {
             let mut d = PairData::read(p)?;
             let h = file_hash(p)?;
@@ -280,7 +384,7 @@ fn train<B: AutodiffBackend>(
             let used = cfg.eval_pairs.min(d.pairs.len());
             d.pairs.truncate(used);
             let dkey = CacheKey {
-                teacher_hash: teacher_hash.clone(),
+                teacher_hash: teacher_key.clone(),
                 data_hash: format!("{h}:first:{used}"),
                 pooling,
                 max_length,
@@ -310,7 +414,9 @@ fn train<B: AutodiffBackend>(
             })
         }
         None => {
-            tracing::warn!("no dev data (set dev_data): training without evaluation");
+            if probe.is_none() {
+                tracing::warn!("no dev data (set dev_data): training without evaluation");
+            }
             None
         }
     };
@@ -323,7 +429,9 @@ fn train<B: AutodiffBackend>(
 
     // --- run state --------------------------------------------------------------------------------
     let out = cfg.out.as_path();
-    prepare_out(out, opts)?;
+    if probe.is_none() {
+        prepare_out(out, opts)?;
+    }
     let total_steps = cfg
         .steps
         .unwrap_or_else(|| ((cfg.epochs * data.batches_per_epoch() as f64).ceil() as usize).max(1));
@@ -357,7 +465,7 @@ fn train<B: AutodiffBackend>(
     let mut train_seconds_before = 0.0;
     let mut resumed_from = None;
     let mut model = student_model;
-    if opts.resume {
+    if opts.resume && probe.is_none() {
         if let Some((dir, st)) = checkpoint::latest(out)? {
             let mismatch = |what: &str| {
                 DistillError::Resume(format!("{}: was made with a different {what}; start over with --overwrite or restore it", dir.display()))
@@ -382,6 +490,11 @@ fn train<B: AutodiffBackend>(
             }
             if st.data_hash != data_hash {
                 return Err(mismatch("data file"));
+            }
+            if st.precision.is_some_and(|p| p != precision) {
+                return Err(mismatch(
+                    "precision (the checkpoint's is in its state.json)",
+                ));
             }
             if st.total_steps != total_steps || st.position != data.position_of(st.step) {
                 return Err(mismatch("step count or batch size"));
@@ -410,7 +523,9 @@ fn train<B: AutodiffBackend>(
             );
         }
     }
-    let mut metrics = if resumed_from.is_some() {
+    let mut metrics = if probe.is_some() {
+        MetricsLog::discard()
+    } else if resumed_from.is_some() {
         MetricsLog::resume(out, start_step)?
     } else {
         MetricsLog::create(out)?
@@ -464,8 +579,17 @@ fn train<B: AutodiffBackend>(
     let mut steps_this_run = 0;
     let mut step = start_step;
     let mut latest_ckpt = checkpoint::list(out).pop().map(|(_, p)| p);
+    let mut probe_report = probe.map(|p| ProbeReport {
+        precision: p.precision,
+        batch_size: cfg.batch_size,
+        losses: Vec::new(),
+        step_seconds: Vec::new(),
+    });
     while step < total_steps {
         if opts.max_steps_this_run.is_some_and(|m| steps_this_run >= m) {
+            break;
+        }
+        if probe.is_some() && steps_this_run >= cfg.precision_check_steps {
             break;
         }
         let t0 = Instant::now();
@@ -479,7 +603,7 @@ fn train<B: AutodiffBackend>(
         let t_ru = to_tensor::<B>(cache.gather(Side::Ru, &idx), dim, device);
         let parts = distill_loss(s_en, s_ru, t_en, t_ru, &weights);
         let values = parts.values();
-        if !values.total.is_finite() {
+        if !values.total.is_finite() && probe.is_none() {
             bar.abandon();
             return Err(DistillError::NonFinite {
                 step: step + 1,
@@ -495,6 +619,14 @@ fn train<B: AutodiffBackend>(
         steps_this_run += 1;
         let secs = t0.elapsed().as_secs_f64();
         train_seconds += secs;
+        if let Some(r) = &mut probe_report {
+            r.losses.push(values.total);
+            r.step_seconds.push(secs);
+            if !values.total.is_finite() {
+                break;
+            }
+            continue;
+        }
         first_loss.get_or_insert(values);
         last_loss = Some(values);
         window.0.total += values.total;
@@ -551,6 +683,7 @@ fn train<B: AutodiffBackend>(
         }
         if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 || step == total_steps {
             let state = TrainState {
+                precision: Some(precision),
                 step,
                 total_steps,
                 position: data.position_of(step),
@@ -580,9 +713,13 @@ fn train<B: AutodiffBackend>(
         }
     }
     bar.finish_and_clear();
+    if let (Some(p), Some(r)) = (probe, &probe_report) {
+        let text = serde_json::to_string_pretty(r).expect("serialisable");
+        sekator_model::write_atomic(&p.report, text.as_bytes())?;
+    }
 
     // --- end --------------------------------------------------------------------------------------
-    let finished = step == total_steps;
+    let finished = step == total_steps && probe.is_none();
     let mut final_dir = None;
     let mut loss_plot = None;
     if finished {
@@ -609,6 +746,7 @@ fn train<B: AutodiffBackend>(
         finished,
         final_dir,
         pooling,
+        precision,
         train_pairs: data.len(),
         skipped_lines: data.skipped,
         first_bad_lines: data.first_bad.clone(),

@@ -91,9 +91,13 @@ impl<B: Backend> BertModel<B> {
         let [batch, seq] = input_ids.dims();
         let token_types = Tensor::<B, 2, Int>::zeros([batch, seq], &input_ids.device());
         let mut x = self.embeddings.forward(input_ids, token_types);
-        // Additive bias: 0 where attended, float min where padded (as transformers does).
+        // Additive bias: 0 where attended, the dtype's float min where padded (as transformers does;
+        // f32::MIN would round to -inf in bf16/f16 and 0 * -inf is NaN).
+        let min = burn::tensor::FloatDType::from(attention_mask.dtype())
+            .finfo()
+            .min;
         let bias = (attention_mask.neg() + 1.0)
-            .mul_scalar(f32::MIN)
+            .mul_scalar(min)
             .reshape([batch, 1, 1, seq]);
         // Unfused CPU backends add it in full shape (see `BertAttention::forward`): repeat over queries
         // once here. The fused CPU softmax reads it per row as it is.
