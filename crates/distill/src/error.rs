@@ -34,6 +34,9 @@ pub enum DistillError {
     Resume(String),
     #[error("teacher cache {}: {msg}", path.display())]
     Cache { path: PathBuf, msg: String },
+    /// A reduced-precision run found no f32 teacher targets (the `distill` binary fills them itself).
+    #[error("teacher cache {} is missing or incomplete; a reduced-precision run trains against f32 teacher targets              and cannot compute them in its own dtype: fill the cache first with `distill --config ... --fill-teacher-cache`              (the distill binary does this by itself), or train once in f32", dir.display())]
+    TeacherCacheMissing { dir: PathBuf },
 }
 
 impl DistillError {

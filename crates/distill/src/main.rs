@@ -59,6 +59,10 @@ struct Args {
     /// Internal: where `--precision-probe` writes its losses and step times.
     #[arg(long, hide = true)]
     probe_report: Option<PathBuf>,
+    /// Compute the teacher cache (training and dev pairs, in f32) and exit; a reduced-precision run
+    /// does this in a child process when the cache is missing.
+    #[arg(long, conflicts_with_all = ["check_precision", "precision_probe", "resume"])]
+    fill_teacher_cache: bool,
 
     /// Teacher checkpoint (HF dir). [config: teacher]
     #[arg(long)]
@@ -260,7 +264,13 @@ fn main() -> ExitCode {
             progress: true,
             exe: Some(exe),
             probe,
+            fill_cache_only: args.fill_teacher_cache,
         };
+        if opts.fill_cache_only {
+            let s = sekator_distill::run(&cfg, &opts).context("distill --fill-teacher-cache")?;
+            println!("{}", s.teacher_cache.display());
+            return Ok(());
+        }
         if let Some(p) = &opts.probe {
             sekator_distill::run(&cfg, &opts).context("distill precision probe")?;
             tracing::info!("probe {} -> {}", p.precision, p.report.display());

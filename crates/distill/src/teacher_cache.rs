@@ -101,6 +101,9 @@ pub struct CacheSource<'a> {
     pub batch_size: usize,
     pub shard_rows: usize,
     pub dim: usize,
+    /// Whether missing shards may be computed here. A process training in a reduced precision may not:
+    /// its teacher would run in that dtype, and the targets must be the f32 teacher's.
+    pub may_build: bool,
 }
 
 fn shard_path(dir: &Path, side: Side, s: usize) -> PathBuf {
@@ -217,6 +220,9 @@ impl TeacherEmbeddings {
             n
         );
         let mut forward = 0;
+        if !missing.is_empty() && !src.may_build {
+            return Err(DistillError::TeacherCacheMissing { dir });
+        }
         if !missing.is_empty() {
             let teacher = Encoder::<B>::load(src.teacher_dir, device)?;
             if teacher.hidden_size() != src.dim {

@@ -56,6 +56,8 @@ pub struct TrainOptions {
     /// Run as a precision probe: the first steps in one dtype, their losses and times written to a report,
     /// nothing written into `out`.
     pub probe: Option<Probe>,
+    /// Fill the teacher caches (training and dev pairs, in f32) and stop.
+    pub fill_cache_only: bool,
 }
 
 /// A precision probe (see [`crate::precision::check`]).
@@ -124,14 +126,45 @@ pub fn run(cfg: &DistillConfig, opts: &TrainOptions) -> Result<Summary> {
         "device: {}, precision {precision}",
         backend::describe(cfg.device)
     );
-    backend::run_autodiff(
-        cfg.device,
-        Task {
-            cfg,
-            opts,
-            precision,
-        },
-    )?
+    let task = || Task {
+        cfg,
+        opts,
+        precision,
+    };
+    match backend::run_autodiff(cfg.device, task())? {
+        Err(DistillError::TeacherCacheMissing { dir }) if opts.exe.is_some() => {
+            // a reduced-precision process cannot run the teacher in f32: a child process does
+            tracing::info!(
+                "{}: no f32 teacher targets yet; computing them in a child process (precision f32)",
+                dir.display()
+            );
+            fill_cache_in_child(cfg, opts.exe.as_deref().expect("checked"))?;
+            backend::run_autodiff(cfg.device, task())?
+        }
+        r => r,
+    }
+}
+
+/// Runs `exe --fill-teacher-cache` on `cfg` (whose own process may be set to a reduced precision).
+fn fill_cache_in_child(cfg: &DistillConfig, exe: &Path) -> Result<()> {
+    let scratch = sekator_model::hidden_sibling(&cfg.out.join("teacher-fill"), "config");
+    std::fs::create_dir_all(&scratch).map_err(|e| DistillError::io(&scratch, e))?;
+    let cfg_path = scratch.join("config.toml");
+    std::fs::write(&cfg_path, cfg.to_toml()).map_err(|e| DistillError::io(&cfg_path, e))?;
+    let status = std::process::Command::new(exe)
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("--fill-teacher-cache")
+        .status()
+        .map_err(|e| DistillError::io(exe, e))?;
+    std::fs::remove_dir_all(&scratch).map_err(|e| DistillError::io(&scratch, e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(DistillError::Input(format!(
+            "filling the teacher cache in f32 failed ({status}); see the log above"
+        )))
+    }
 }
 
 /// The identity of the precision check's verdict for `cfg` on `device`.
@@ -166,6 +199,9 @@ fn resolve_precision(
 ) -> Result<Precision> {
     if let Some(p) = &opts.probe {
         return Ok(p.precision);
+    }
+    if opts.fill_cache_only {
+        return Ok(Precision::F32);
     }
     if cfg.precision != Precision::Auto {
         return Ok(cfg.precision);
@@ -350,13 +386,10 @@ fn train<B: AutodiffBackend>(
     }
     let cache_dir = cfg.cache_dir();
     let dim = teacher_cfg.hidden_size;
-    // The teacher runs in the process's dtype: targets computed in another one get a cache of their own.
-    let teacher_key = match precision {
-        Precision::F32 => teacher_hash.clone(),
-        p => format!("{teacher_hash}@{p}"),
-    };
+    // The teacher runs in the process's dtype, so only an f32 process computes targets (see `may_build`).
+    let may_build = precision == Precision::F32;
     let key = CacheKey {
-        teacher_hash: teacher_key.clone(),
+        teacher_hash: teacher_hash.clone(),
         data_hash: cache_data_hash,
         pooling,
         max_length,
@@ -370,12 +403,14 @@ fn train<B: AutodiffBackend>(
             batch_size: cfg.eval_batch_size,
             shard_rows: cfg.cache_shard_rows,
             dim,
+            may_build,
         },
         device,
     )?;
     let mut cache_hit = cache.hit;
     let mut forward_batches = cache.forward_batches;
     let mut dev_hash = None;
+    // probes train without evaluation: no dev set
     let dev = match dev_path.as_ref().filter(|_| probe.is_none()) {
         Some(p) => {
             let mut d = PairData::read(p)?;
@@ -384,7 +419,7 @@ fn train<B: AutodiffBackend>(
             let used = cfg.eval_pairs.min(d.pairs.len());
             d.pairs.truncate(used);
             let dkey = CacheKey {
-                teacher_hash: teacher_key.clone(),
+                teacher_hash: teacher_hash.clone(),
                 data_hash: format!("{h}:first:{used}"),
                 pooling,
                 max_length,
@@ -398,6 +433,7 @@ fn train<B: AutodiffBackend>(
                     batch_size: cfg.eval_batch_size,
                     shard_rows: cfg.cache_shard_rows,
                     dim,
+                    may_build,
                 },
                 device,
             )?;
@@ -420,6 +456,32 @@ fn train<B: AutodiffBackend>(
             None
         }
     };
+    if opts.fill_cache_only {
+        return Ok(Summary {
+            out: cfg.out.clone(),
+            total_steps: 0,
+            step: 0,
+            steps_this_run: 0,
+            resumed_from: None,
+            finished: false,
+            final_dir: None,
+            pooling,
+            precision,
+            train_pairs: data.len(),
+            skipped_lines: data.skipped,
+            first_bad_lines: data.first_bad.clone(),
+            teacher_cache: cache.dir.clone(),
+            teacher_cache_hit: cache_hit,
+            teacher_forward_batches: forward_batches,
+            pairs_per_s: 0.0,
+            first_loss: None,
+            last_loss: None,
+            eval_first: None,
+            eval_last: None,
+            teacher_acc: None,
+            loss_plot: None,
+        });
+    }
     let teacher_acc = dev
         .as_ref()
         .map(|d| eval::teacher_accuracy::<B::InnerBackend>(d, device));
@@ -563,7 +625,10 @@ fn train<B: AutodiffBackend>(
 
     // --- steps ------------------------------------------------------------------------------------
     let bar = if opts.progress {
-        ProgressBar::new(total_steps as u64)
+        ProgressBar::new(match probe {
+            Some(_) => cfg.precision_check_steps.min(total_steps) as u64,
+            None => total_steps as u64,
+        })
     } else {
         ProgressBar::hidden()
     };
