@@ -18,7 +18,7 @@
 #   4  embedding throughput at batch 1/32/256, burn `embed` beside PyTorch (target at 256: >= 1.0);
 #      MiniLM first, then the LaBSE-shaped model if time is left
 #   5  (time permitting) profiles: cubecl kernel timings of a short distill run, torch.profiler of the step
-#   6  (run after 1) `distill --check-precision`: 30 steps in each of f32, flex32, bf16, f16, loss curves
+#   6  (run after 1) `distill --check-precision`: 30 steps in each of f32, flex32, bf16-mixed, bf16, f16, loss curves
 #      against f32 and pairs/s (precision_check.json); parts 2, 5 train in f32 explicitly
 # Outputs in $OUT: gpu_results.md (the table), gpu_results.jsonl (all records), gpu_logs.txt (everything
 # printed), gpu_profile.txt, distill_metrics.jsonl, importance.json, precision_check.json.
@@ -358,7 +358,7 @@ part2() {
 
 # --- part 6: which training precision keeps the f32 loss curve -------------------------------------------------
 part6() {
-    part_begin 6 "distill precision check (f32 / flex32 / bf16 / f16, LaBSE-en-ru shape, $DEVICE)"
+    part_begin 6 "distill precision check (f32 / flex32 / bf16-mixed / bf16 / f16, LaBSE-en-ru shape, $DEVICE)"
     local rc
     if make_model && [ -n "$PAIRS" ]; then
         run 240 "precision check" "$BIN/distill" --teacher "$LABSE" --student "$LABSE" --data "$PAIRS" --out "$WORK/precision" \

@@ -197,7 +197,7 @@ keep_checkpoints = 3
 log_every = 10
 cache_shard_rows = 16384
 device = "auto"           # auto | cpu | cuda
-precision = "auto"        # auto | f32 | flex32 | bf16 | f16; auto: CUDA checks (below), CPU uses f32
+precision = "auto"        # auto | f32 | flex32 | bf16-mixed | bf16 | f16; auto: checked on CUDA, f32 on CPU
 precision_check_steps = 50
 precision_tolerance = 0.02 # max relative deviation from the f32 loss curve
 "#;

@@ -17,7 +17,7 @@ student = runs/NAME/pruned, out = runs/NAME/distill, the rest from its [distill]
 when finished with the same inputs and settings, resumed when interrupted, restarted when its settings changed. `--print-config` shows the resolved settings. Outputs in --out: checkpoints/step-N/ (HF model \
 dir + optimizer.safetensors + state.json; last keep_checkpoints kept), final/ (HF model dir), metrics.jsonl, \
 loss.png, manifest.json, precision.json (the precision check's verdict). Teacher embeddings are cached under cache_dir, keyed by (teacher hash, data hash, \
-pooling, max_length); a second run does no teacher forward passes. Precision: `auto` trains in f32 on CPU; on CUDA it first trains the run's first precision_check_steps steps in f32, flex32, bf16 and f16 (a process each), keeps the fastest whose loss curve stays within precision_tolerance of f32's and records the verdict in precision.json (reused on resume); --check-precision runs that check alone, on any device.";
+pooling, max_length); a second run does no teacher forward passes. Precision: `auto` trains in f32 on CPU; on CUDA it first trains the run's first precision_check_steps steps in f32, flex32, bf16-mixed, bf16 and f16 (a process each), keeps the fastest whose loss curve stays within precision_tolerance of f32's and records the verdict in precision.json (reused on resume); --check-precision runs that check alone, on any device.";
 
 /// Distil a pruned student back towards its teacher on en<TAB>ru pairs.
 ///

@@ -1,10 +1,12 @@
 //! Training precision: which float dtype the student trains in, and the check that picks it.
 //!
 //! burn 0.21 stores a default float dtype per device; every parameter, activation and optimizer moment
-//! created afterwards takes it. `f32` is the reference; CUDA also offers `flex32` (cubecl's relaxed f32: f32 in
-//! memory, kernels free to compute in anything from f16 to f32 precision), `bf16` and `f16`; burn-flex on the CPU offers `bf16` and `f16`. The
-//! loss, its MSE targets and the dev metrics are always computed in f32 (the pooled embeddings are cast),
-//! as PyTorch's autocast does, so loss curves of different precisions are comparable.
+//! created afterwards takes it. `f32` is the reference. `bf16` and `f16` put everything in that dtype
+//! (burn-flex and CUDA); CUDA also has `flex32` (cubecl's relaxed f32: f32 in memory, kernels free to compute
+//! in anything from f16 to f32 precision). `bf16-mixed` keeps every tensor f32 and multiplies in the Linear
+//! layers in bf16, as PyTorch's autocast does (`sekator_model::mixed_precision`). The loss, its MSE targets
+//! and the dev metrics are always computed in f32 (the pooled embeddings are cast), so loss curves of
+//! different precisions are comparable, and the teacher targets always come from an f32 process.
 //!
 //! A cheaper dtype is only worth having if training still follows the f32 run. [`check`] measures that:
 //! it trains the first `precision_check_steps` steps of the real run (same initial weights, batches and
@@ -38,7 +40,14 @@ pub enum Precision {
     F32,
     /// CUDA only: f32 in memory, arithmetic relaxed down to f16 precision where kernels gain from it.
     Flex32,
+    /// f32 weights, activations and gradients; the Linear layers multiply in bf16 (autocast-style, see
+    /// `sekator_model::mixed_precision`).
+    #[serde(rename = "bf16-mixed")]
+    #[value(name = "bf16-mixed")]
+    Bf16Mixed,
+    /// Everything in bf16: weights, activations, gradients, Adam moments.
     Bf16,
+    /// Everything in f16.
     F16,
 }
 
@@ -48,6 +57,7 @@ impl std::fmt::Display for Precision {
             Precision::Auto => "auto",
             Precision::F32 => "f32",
             Precision::Flex32 => "flex32",
+            Precision::Bf16Mixed => "bf16-mixed",
             Precision::Bf16 => "bf16",
             Precision::F16 => "f16",
         })
@@ -55,14 +65,22 @@ impl std::fmt::Display for Precision {
 }
 
 impl Precision {
-    /// The burn dtype; `None` for `auto`, which must be resolved first.
+    /// The dtype tensors are created in (the device default); `None` for `auto`, which must be resolved first.
     pub fn dtype(self) -> Option<FloatDType> {
         match self {
             Precision::Auto => None,
-            Precision::F32 => Some(FloatDType::F32),
+            Precision::F32 | Precision::Bf16Mixed => Some(FloatDType::F32),
             Precision::Flex32 => Some(FloatDType::Flex32),
             Precision::Bf16 => Some(FloatDType::BF16),
             Precision::F16 => Some(FloatDType::F16),
+        }
+    }
+
+    /// The dtype the Linear layers multiply in, when it differs from [`Precision::dtype`].
+    pub fn matmul_dtype(self) -> Option<FloatDType> {
+        match self {
+            Precision::Bf16Mixed => Some(FloatDType::BF16),
+            _ => None,
         }
     }
 
@@ -72,10 +90,16 @@ impl Precision {
             DeviceKind::Cuda => &[
                 Precision::F32,
                 Precision::Flex32,
+                Precision::Bf16Mixed,
                 Precision::Bf16,
                 Precision::F16,
             ],
-            _ => &[Precision::F32, Precision::Bf16, Precision::F16],
+            _ => &[
+                Precision::F32,
+                Precision::Bf16Mixed,
+                Precision::Bf16,
+                Precision::F16,
+            ],
         }
     }
 }
@@ -90,12 +114,13 @@ pub fn apply<B: Backend>(device: &B::Device, precision: Precision) -> Result<()>
     };
     // the integer default stays the backend's own
     let int: IntDType = <B::IntElem as Element>::dtype().into();
+    sekator_model::mixed_precision::set_matmul_dtype(precision.matmul_dtype());
     match set_default_dtypes::<B>(device, dtype, int) {
         Ok(()) => Ok(()),
         Err(_) if get_device_settings::<B>(device).float_dtype == dtype => Ok(()),
         Err(e) => Err(DistillError::Config(format!(
             "`precision = \"{precision}\"` on {}: {e}. Use a precision the device supports (cpu: f32, bf16, \
-             f16; cuda: f32, flex32, bf16, f16); in one process every run must use the same precision",
+             f16, bf16-mixed; cuda: also flex32); in one process every run must use the same precision",
             B::name(device)
         ))),
     }

@@ -2,7 +2,7 @@
 
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, FloatDType, Tensor, TensorData};
 
 use crate::error::ModelError;
 use crate::weights::WeightSource;
@@ -39,9 +39,22 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// burn's `Linear` on a 3-D input broadcasts the weight over the batch and runs one small gemm per row
 /// (burn-flex repacks the weight each time and stays on one thread below ~7M multiply-adds): measured
 /// about 2x slower for MiniLM on 2 cores than a single 2-D gemm. The result is identical.
+///
+/// Under mixed precision ([`crate::mixed_precision`]) the product is taken in the reduced dtype and cast back.
 pub fn linear_rows<B: Backend>(lin: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [batch, seq, d_in] = x.dims();
-    let y = lin.forward(x.reshape([batch * seq, d_in]));
+    let x = x.reshape([batch * seq, d_in]);
+    let y = match crate::mixed_precision::matmul_dtype() {
+        Some(low) if x.dtype() != low.into() => {
+            let own = FloatDType::from(x.dtype());
+            let y = x.cast(low).matmul(lin.weight.val().cast(low)).cast(own);
+            match &lin.bias {
+                Some(b) => y + b.val().unsqueeze_dim(0),
+                None => y,
+            }
+        }
+        _ => lin.forward(x),
+    };
     let d_out = y.dims()[1];
     y.reshape([batch, seq, d_out])
 }

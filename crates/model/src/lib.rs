@@ -16,6 +16,7 @@ pub mod layers;
 pub mod loader;
 pub mod manifest;
 pub mod masks;
+pub mod mixed_precision;
 pub mod npy;
 pub mod pairs;
 pub mod pooling;
