@@ -297,6 +297,10 @@ pub fn check(
     key: serde_json::Value,
 ) -> Result<PrecisionCheck> {
     let scratch = sekator_model::hidden_sibling(&cfg.out.join("precision"), "check");
+    if scratch.exists() {
+        // left by an interrupted check: its reports may be partial
+        std::fs::remove_dir_all(&scratch).map_err(|e| DistillError::io(&scratch, e))?;
+    }
     std::fs::create_dir_all(&scratch).map_err(|e| DistillError::io(&scratch, e))?;
     let cfg_path = scratch.join("config.toml");
     let mut probe_cfg = cfg.clone();
