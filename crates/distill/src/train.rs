@@ -456,31 +456,33 @@ fn train<B: AutodiffBackend>(
             None
         }
     };
+    // what every summary says of the inputs; the training fields start empty
+    let inputs_summary = Summary {
+        out: cfg.out.clone(),
+        total_steps: 0,
+        step: 0,
+        steps_this_run: 0,
+        resumed_from: None,
+        finished: false,
+        final_dir: None,
+        pooling,
+        precision,
+        train_pairs: data.len(),
+        skipped_lines: data.skipped,
+        first_bad_lines: data.first_bad.clone(),
+        teacher_cache: cache.dir.clone(),
+        teacher_cache_hit: cache_hit,
+        teacher_forward_batches: forward_batches,
+        pairs_per_s: 0.0,
+        first_loss: None,
+        last_loss: None,
+        eval_first: None,
+        eval_last: None,
+        teacher_acc: None,
+        loss_plot: None,
+    };
     if opts.fill_cache_only {
-        return Ok(Summary {
-            out: cfg.out.clone(),
-            total_steps: 0,
-            step: 0,
-            steps_this_run: 0,
-            resumed_from: None,
-            finished: false,
-            final_dir: None,
-            pooling,
-            precision,
-            train_pairs: data.len(),
-            skipped_lines: data.skipped,
-            first_bad_lines: data.first_bad.clone(),
-            teacher_cache: cache.dir.clone(),
-            teacher_cache_hit: cache_hit,
-            teacher_forward_batches: forward_batches,
-            pairs_per_s: 0.0,
-            first_loss: None,
-            last_loss: None,
-            eval_first: None,
-            eval_last: None,
-            teacher_acc: None,
-            loss_plot: None,
-        });
+        return Ok(inputs_summary);
     }
     let teacher_acc = dev
         .as_ref()
@@ -803,21 +805,12 @@ fn train<B: AutodiffBackend>(
     let eval_first = evals.first().map(|e| **e);
     let eval_last = evals.last().map(|e| **e);
     let summary = Summary {
-        out: out.to_path_buf(),
         total_steps,
         step,
         steps_this_run,
         resumed_from,
         finished,
         final_dir,
-        pooling,
-        precision,
-        train_pairs: data.len(),
-        skipped_lines: data.skipped,
-        first_bad_lines: data.first_bad.clone(),
-        teacher_cache: cache.dir.clone(),
-        teacher_cache_hit: cache_hit,
-        teacher_forward_batches: forward_batches,
         pairs_per_s: if train_seconds > 0.0 {
             (steps_this_run * cfg.batch_size) as f64 / train_seconds
         } else {
@@ -829,6 +822,7 @@ fn train<B: AutodiffBackend>(
         eval_last,
         teacher_acc,
         loss_plot,
+        ..inputs_summary
     };
     if finished {
         let mut inputs = BTreeMap::new();
