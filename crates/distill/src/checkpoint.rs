@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use sekator_export::card::CardFacts;
 use sekator_model::{write_atomic, write_model_dir, BertConfig, NamedTensor};
 
 use crate::data::DataPosition;
@@ -61,10 +62,12 @@ pub fn write_clean_model_dir(
     config: &BertConfig,
     tensors: &[NamedTensor],
     tokenizer_from: &Path,
+    card: &CardFacts,
     extra: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     let partial = sekator_model::hidden_sibling(out, "partial");
     write_model_dir(&partial, config, tensors, Some(tokenizer_from), true)?;
+    crate::card::write(&partial, card)?;
     for f in FOREIGN_FILES {
         let p = partial.join(f);
         if p.exists() {
@@ -72,10 +75,12 @@ pub fn write_clean_model_dir(
         }
     }
     extra(&partial)?;
+    sekator_model::sync_tree(&partial)?;
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(|e| DistillError::io(out, e))?;
     }
-    std::fs::rename(&partial, out).map_err(|e| DistillError::io(out, e))
+    std::fs::rename(&partial, out).map_err(|e| DistillError::io(out, e))?;
+    Ok(sekator_model::sync_parent(out)?)
 }
 
 /// Writes `step-N` and deletes all but the newest `keep` checkpoints.
@@ -85,12 +90,13 @@ pub fn save<B: burn::tensor::backend::Backend>(
     config: &BertConfig,
     tensors: &[NamedTensor],
     tokenizer_from: &Path,
+    card: &CardFacts,
     optim: &AdamW<B>,
     state: &TrainState,
     keep: usize,
 ) -> Result<PathBuf> {
     let dir = checkpoint_dir(out, state.step);
-    write_clean_model_dir(&dir, config, tensors, tokenizer_from, |partial| {
+    write_clean_model_dir(&dir, config, tensors, tokenizer_from, card, |partial| {
         optim.save(&partial.join(OPTIMIZER_FILE))?;
         let text =
             serde_json::to_string_pretty(state).map_err(|e| DistillError::Resume(e.to_string()))?;

@@ -107,6 +107,10 @@ pub struct DistillConfig {
     pub precision_check_steps: usize,
     /// Largest mean (and end-of-window) relative deviation from the f32 loss curve a dtype may show.
     pub precision_tolerance: f64,
+    /// Export `final/` to `final/onnx/model.onnx` (ONNX opset 17, f32).
+    pub onnx: bool,
+    /// With `onnx`, also `final/onnx/model_qint8.onnx` (int8 weights per channel, dynamic activations).
+    pub onnx_int8: bool,
 }
 
 impl Default for DistillConfig {
@@ -151,6 +155,8 @@ impl Default for DistillConfig {
             precision: Precision::Auto,
             precision_check_steps: 50,
             precision_tolerance: 0.02,
+            onnx: true,
+            onnx_int8: true,
         }
     }
 }
@@ -200,6 +206,8 @@ device = "auto"           # auto | cpu | cuda
 precision = "auto"        # auto | f32 | flex32 | bf16-mixed | bf16 | f16; auto: checked on CUDA, f32 on CPU
 precision_check_steps = 50
 precision_tolerance = 0.02 # max relative deviation from the f32 loss curve
+onnx = true               # export final/ to final/onnx/model.onnx (opset 17)
+onnx_int8 = true          # and final/onnx/model_qint8.onnx (int8 weights, dynamic activations)
 "#;
 
 impl DistillConfig {

@@ -5,6 +5,7 @@
 //! warm-up/decay and global-norm clipping ([`optim`], [`schedule`]), exact resume from checkpoints
 //! ([`checkpoint`]), dev evaluation ([`eval`]). [`train::run`] is the whole stage; `main.rs` is its CLI.
 
+pub mod card;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -15,7 +15,9 @@ Settings come from --config (TOML; every key optional, unknown keys are errors),
 override them. A pipeline config (configs/*.toml, with a [run] section) works too: teacher = run.model, \
 student = runs/NAME/pruned, out = runs/NAME/distill, the rest from its [distill] section; such a run is skipped \
 when finished with the same inputs and settings, resumed when interrupted, restarted when its settings changed. `--print-config` shows the resolved settings. Outputs in --out: checkpoints/step-N/ (HF model \
-dir + optimizer.safetensors + state.json; last keep_checkpoints kept), final/ (HF model dir), metrics.jsonl, \
+dir + optimizer.safetensors + state.json + model card; last keep_checkpoints kept), final/ (HF model dir with its model card \
+README.md and, for uneven layers, remote code for transformers' trust_remote_code=True; final/onnx/model.onnx and \
+model_qint8.onnx unless onnx = false), metrics.jsonl, \
 loss.png, manifest.json, precision.json (the precision check's verdict). Teacher embeddings are cached under cache_dir, keyed by (teacher hash, data hash, \
 pooling, max_length); a second run does no teacher forward passes. Precision: `auto` trains in f32 on CPU; on CUDA it first trains the run's first precision_check_steps steps in f32, flex32, bf16-mixed, bf16 and f16 (a process each), keeps the fastest whose loss curve stays within precision_tolerance of f32's and records the verdict in precision.json (reused on resume); --check-precision runs that check alone, on any device.";
 
@@ -157,6 +159,12 @@ struct Args {
     /// Largest relative deviation from the f32 loss curve. [config: precision_tolerance; default 0.02]
     #[arg(long)]
     precision_tolerance: Option<f64>,
+    /// Do not export final/onnx/ (`export --model OUT/final` does it later). [config: onnx = false]
+    #[arg(long)]
+    no_onnx: bool,
+    /// Export the f32 ONNX model only, no model_qint8.onnx. [config: onnx_int8 = false]
+    #[arg(long)]
+    no_int8: bool,
 }
 
 /// A pipeline config (configs/*.toml) has a `[run]` section; distill's own config files do not.
@@ -220,6 +228,8 @@ fn resolve(a: &Args) -> Result<(DistillConfig, bool)> {
         warmup_steps,
         pooling
     );
+    c.onnx &= !a.no_onnx;
+    c.onnx_int8 &= !a.no_int8;
     Ok((c, pipeline))
 }
 

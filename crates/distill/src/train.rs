@@ -763,11 +763,15 @@ fn train<B: AutodiffBackend>(
                 train_seconds: train_seconds_before + train_seconds,
                 metrics: serde_json::json!({ "loss": values, "grad_norm": grad_norm, "eval": last_eval }),
             };
+            let tensors = model.export();
+            let card =
+                crate::card::facts(cfg, student_dir, &student_cfg, &tensors, step, total_steps)?;
             let dir = checkpoint::save(
                 out,
                 &student_cfg,
-                &model.export(),
+                &tensors,
                 student_dir,
+                &card,
                 &optim,
                 &state,
                 cfg.keep_checkpoints,
@@ -791,13 +795,11 @@ fn train<B: AutodiffBackend>(
     let mut loss_plot = None;
     if finished {
         let dir = out.join("final");
-        checkpoint::write_clean_model_dir(
-            &dir,
-            &student_cfg,
-            &model.export(),
-            student_dir,
-            |_| Ok(()),
-        )?;
+        let tensors = model.export();
+        let card = crate::card::facts(cfg, student_dir, &student_cfg, &tensors, step, total_steps)?;
+        checkpoint::write_clean_model_dir(&dir, &student_cfg, &tensors, student_dir, &card, |p| {
+            crate::card::export_onnx(cfg, p)
+        })?;
         final_dir = Some(dir);
         loss_plot = crate::plot::loss_curve(out, &metrics);
     }

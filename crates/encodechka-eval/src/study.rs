@@ -328,3 +328,44 @@ pub fn write(study: &Study, out: &Path) -> Result<(String, PathBuf)> {
     }
     Ok((md, png))
 }
+
+/// Adds the run's encodechka scores (and the teacher's beside them) to the model cards of the pruned and the
+/// distilled model, where the stage that wrote them left one. Only README.md and sekator_card.json change:
+/// the weights and config.json (what the manifests hash) stay as they are.
+pub fn update_cards(study: &Study, rc: &RunConfig) -> Result<Vec<PathBuf>> {
+    let teacher = study.rows.iter().find(|r| r.model == "teacher");
+    let mut done = vec![];
+    for (name, dir) in [
+        ("pruned", rc.stage_dir("pruned")),
+        ("distilled", rc.stage_dir("distill").join("final")),
+    ] {
+        let Some(row) = study.rows.iter().find(|r| r.model == name) else {
+            continue;
+        };
+        let Some(mut facts) = sekator_export::card::read_facts(&dir)? else {
+            continue;
+        };
+        let mut rows: Vec<sekator_export::card::TaskScore> = TaskId::ALL
+            .iter()
+            .enumerate()
+            .filter_map(|(k, t)| {
+                row.scores[k].map(|v| sekator_export::card::TaskScore {
+                    task: t.code().into(),
+                    base: teacher.and_then(|r| r.scores[k]),
+                    model: v,
+                })
+            })
+            .collect();
+        if let Some(m) = row.mean_s {
+            rows.push(sekator_export::card::TaskScore {
+                task: "Mean S".into(),
+                base: teacher.and_then(|r| r.mean_s),
+                model: m,
+            });
+        }
+        facts.encodechka = Some(rows);
+        sekator_export::card::write_card(&dir, &facts)?;
+        done.push(dir);
+    }
+    Ok(done)
+}

@@ -232,6 +232,7 @@ fn is_weight_or_config(name: &str) -> bool {
         || name == "onnx"
         || name == "openvino"
         || name.ends_with(".tmp")
+        || crate::portable::is_model_specific(name)
 }
 
 /// Copies `src` into `dst` except weights/config at the top level and the paths in `skip` (the output and
@@ -291,7 +292,8 @@ pub fn write_safetensors(
 }
 
 /// Writes a complete model directory atomically: config, weights, and every tokenizer/sentence-transformers
-/// file of `copy_from`. Refuses to replace an existing `out` unless `overwrite`.
+/// file of `copy_from` (not its model card or remote code: they describe the source model). The config is
+/// made portable first ([`crate::portable`]): plain `BertModel`, or remote code for uneven shapes. Refuses to replace an existing `out` unless `overwrite`.
 pub fn write_model_dir(
     out: &Path,
     config: &BertConfig,
@@ -323,16 +325,20 @@ pub fn write_model_dir(
     } else {
         std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
     }
+    let has_pooler = tensors.iter().any(|t| t.name == "pooler.dense.weight");
+    let config = crate::portable::portable_config(config, has_pooler);
+    crate::portable::write_code(&tmp, &config)?;
     let cfg_path = tmp.join(CONFIG_FILE);
     let text =
-        serde_json::to_string_pretty(config).map_err(|e| ModelError::Other(e.to_string()))?;
+        serde_json::to_string_pretty(&config).map_err(|e| ModelError::Other(e.to_string()))?;
     std::fs::write(&cfg_path, text + "\n").map_err(|e| ModelError::io(&cfg_path, e))?;
     write_safetensors(&tmp.join(WEIGHTS_FILE), tensors, BTreeMap::new())?;
+    crate::manifest::sync_tree(&tmp)?;
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(|e| ModelError::io(out, e))?;
     }
     std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
-    Ok(())
+    crate::manifest::sync_parent(out)
 }
 
 /// sha256 over `config.json` and the weights files: identifies a checkpoint's content, not its path.

@@ -83,5 +83,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+    sync_tree(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))?;
+    sync_parent(path)
+}
+
+/// fsyncs a file, or every file and directory under a directory, so a rename that publishes it cannot be
+/// seen on disk before its contents after a crash.
+pub fn sync_tree(path: &Path) -> Result<(), ModelError> {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(|e| ModelError::io(path, e))? {
+            sync_tree(&entry.map_err(|e| ModelError::io(path, e))?.path())?;
+        }
+    }
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ModelError::io(path, e))
+}
+
+/// fsyncs the directory holding `path` (makes a rename into it durable).
+pub fn sync_parent(path: &Path) -> Result<(), ModelError> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(parent)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ModelError::io(parent, e))
 }

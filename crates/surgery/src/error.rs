@@ -23,6 +23,9 @@ pub enum SurgeryError {
     /// A tensor of the checkpoint whose shape disagrees with config.json.
     #[error("tensor `{name}`: {msg}")]
     Tensor { name: String, msg: String },
+    /// The card or ONNX export of the written checkpoint.
+    #[error(transparent)]
+    Export(#[from] sekator_export::ExportError),
     #[error("{0}")]
     Other(String),
 }

@@ -9,6 +9,7 @@
 //! - [`size`]: parameters, file size, FLOPs per token and measured CPU time, before and after;
 //! - [`run`]: the whole stage (plan, cut, write atomically with `plan.json`, `size.json`, `manifest.json`).
 
+pub mod card;
 pub mod checkpoint;
 pub mod error;
 pub mod importance;
@@ -78,6 +79,26 @@ pub struct Options {
     pub steps: usize,
     /// CPU timing of the model before and after; `None` skips it.
     pub bench: Option<BenchOptions>,
+    /// What is exported beside the checkpoint (ONNX f32 / int8).
+    pub export: ExportOptions,
+}
+
+/// The portable files written beside the cut checkpoint (the model card and remote code always are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportOptions {
+    /// `OUT/onnx/model.onnx`.
+    pub onnx: bool,
+    /// `OUT/onnx/model_qint8.onnx` too.
+    pub int8: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            onnx: true,
+            int8: true,
+        }
+    }
 }
 
 /// What [`run`] did.
@@ -103,6 +124,8 @@ struct StageConfig {
     limits: Limits,
     steps: usize,
     force: bool,
+    #[serde(default)]
+    export: ExportOptions,
 }
 
 /// Removes a temporary directory unless disarmed (failed runs leave nothing behind).
@@ -227,6 +250,7 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         limits: opts.limits,
         steps,
         force: opts.force,
+        export: opts.export,
     };
     let mut manifest = Manifest::new(
         STAGE,
@@ -380,6 +404,15 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         "step_plans": step_plans,
         "skipped_tensors": ck.skipped,
     });
+    card::write(tmp.path(), &opts.model, &cfg, &report, &total)?;
+    if opts.export.onnx {
+        let o = sekator_export::onnx::OnnxOptions {
+            int8: opts.export.int8,
+            overwrite: true,
+        };
+        let written = sekator_export::onnx::export_dir(tmp.path(), &o)?;
+        tracing::info!("exported {}", written.dir.display());
+    }
     manifest.write(tmp.path())?;
     publish(tmp, &out)?;
     Ok(Outcome {

@@ -31,6 +31,10 @@ PLANS
 OUTPUT (written to a temporary sibling of OUT, then renamed into place)
   OUT/config.json, model.safetensors   the smaller checkpoint (pruned_heads merged, intermediate_size[s])
   OUT/<tokenizer files>                copied from --model, with the sentence-transformers files
+  OUT/configuration_sekator_bert.py,   remote code + config.json auto_map when layers differ in heads or FFN
+  OUT/modeling_sekator_bert.py         width (load with trust_remote_code=True); a plain BertModel otherwise
+  OUT/README.md, sekator_card.json     the model card: base model, plan per layer, sizes, how to load it
+  OUT/onnx/model.onnx, model_qint8.onnx  ONNX (opset 17) f32 and dynamic int8 (unless --no-onnx/--no-int8)
   OUT/plan.json                        the applied plan (all steps merged), original indices
   OUT/size.json                        params total / encoder / embeddings, file size, FLOPs per token at
                                        sequence length 128, measured CPU ms/text; before, after and ratios
@@ -44,8 +48,9 @@ EXAMPLES
   surgery --model M --plan my_plan.json --dry-run
   surgery --model M --keep-layers 0,2,4 --out OUT";
 
-/// Cut attention heads, FFN neurons or whole layers out of a BERT checkpoint and write a smaller,
-/// standard Hugging Face checkpoint with a size report (params, FLOPs, measured CPU speed).
+/// Cut attention heads, FFN neurons or whole layers out of a BERT checkpoint and write a smaller Hugging Face
+/// checkpoint (loads in transformers / sentence-transformers, with its own code when layers are uneven), its
+/// ONNX export, a model card and a size report (params, FLOPs, measured CPU speed).
 #[derive(Parser, Debug)]
 #[command(name = "surgery", version, after_help = AFTER_HELP)]
 struct Args {
@@ -126,6 +131,12 @@ struct Args {
     /// Print size.json's content as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Do not export OUT/onnx/ (model.onnx f32 and model_qint8.onnx int8; `export --model OUT` does it later).
+    #[arg(long)]
+    no_onnx: bool,
+    /// Export the f32 ONNX model only, no int8 variant.
+    #[arg(long)]
+    no_int8: bool,
 }
 
 fn options(a: &Args) -> Result<Options> {
@@ -173,6 +184,10 @@ fn options(a: &Args) -> Result<Options> {
             max_length: a.bench_max_length,
             repeats: a.bench_repeats,
         }),
+        export: sekator_surgery::ExportOptions {
+            onnx: !a.no_onnx,
+            int8: !a.no_int8,
+        },
     })
 }
 

@@ -44,6 +44,9 @@ fn run(a: Args) -> Result<()> {
     let out = a.out.unwrap_or_else(|| rc.stage_dir("report"));
     let s = study::gather(&rc).with_context(|| format!("run `{}`", rc.run.name))?;
     let (md, png) = study::write(&s, &out)?;
+    for dir in study::update_cards(&s, &rc)? {
+        tracing::info!("{}/README.md: encodechka scores added", dir.display());
+    }
     println!("{md}");
     println!(
         "wrote {}/report.md, report.csv and {}",

@@ -80,5 +80,6 @@ pub fn opts(model: &Path, source: PlanSource, out: &Path) -> Options {
         force: false,
         steps: 1,
         bench: None,
+        export: Default::default(),
     }
 }
