@@ -307,9 +307,12 @@ fn usage(s: &mut String, code: bool, cfg: &BertConfig) {
          tok = Tokenizer.from_file(\"path/to/this/dir/tokenizer.json\")\n\
          sess = ort.InferenceSession(\"path/to/this/dir/onnx/model.onnx\")\n\
          e = tok.encode(\"Привет, мир!\")\n\
-         feed = {{\"input_ids\": np.array([e.ids]), \"attention_mask\": np.array([e.attention_mask]), \
+         mask = np.array([e.attention_mask])\n\
+         feed = {{\"input_ids\": np.array([e.ids]), \"attention_mask\": mask, \
          \"token_type_ids\": np.array([e.type_ids])}}\n\
-         hidden = sess.run([\"last_hidden_state\"], feed)[0]\n```\n"
+         hidden = sess.run([\"last_hidden_state\"], feed)[0]\n\
+         # pool over real tokens only (the tokenizer may pad), as 1_Pooling/config.json says, e.g. mean:\n\
+         vector = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)\n```\n"
     );
 }
 
@@ -396,6 +399,8 @@ mod tests {
         assert!(card.contains("| 1 | 2 | 2 of 4 | 20 of 64 |"));
         assert!(card.contains("trust_remote_code=True"));
         assert!(card.contains("onnx/model.onnx"));
+        // The tokenizer pads (MiniLM's to 128): an ONNX snippet that pooled padding gave cosine 0.37.
+        assert!(card.contains("(hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)"));
         assert!(!card.contains("## encodechka"));
     }
 }

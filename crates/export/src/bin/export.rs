@@ -21,10 +21,10 @@ Load with onnxruntime (Python):
   sess = onnxruntime.InferenceSession(\"DIR/onnx/model.onnx\")
   hidden, = sess.run([\"last_hidden_state\"], {\"input_ids\": ids, \"attention_mask\": mask,
                                               \"token_type_ids\": numpy.zeros_like(ids)})
-With sentence-transformers >= 3.2 (DIR keeps its tokenizer and pooling config):
-  SentenceTransformer(\"DIR\", backend=\"onnx\")
-  SentenceTransformer(\"DIR\", backend=\"onnx\", model_kwargs={\"file_name\": \"onnx/model_qint8.onnx\"})
-text-embeddings-inference reads DIR/onnx/model.onnx as well.";
+Pool the hidden states over real tokens only (mask the padding), as DIR/1_Pooling/config.json says.
+The layout (DIR/onnx/model.onnx, these input and output names) is the one sentence-transformers'
+backend=\"onnx\" and text-embeddings-inference read; sekator checks it with onnxruntime only
+(scripts/reference/check_portable.py).";
 
 /// Export a BERT model directory (pruned or not) to ONNX, f32 and dynamic int8.
 ///
