@@ -224,7 +224,7 @@ impl DistillConfig {
     /// student = `runs/NAME/pruned`, data and dev data from `[run]`, out = `runs/NAME/distill`, the teacher
     /// cache shared by every run under `runs/teacher-cache`; `[distill]` sets the rest (`seed` and `device`
     /// default to `[run]`'s). Keys the pipeline sets itself are refused, unknown keys name themselves.
-    pub fn from_pipeline(rc: &sekator_model::run_config::RunConfig) -> Result<Self> {
+    pub fn from_pipeline(rc: &sekator_pipeline::RunConfig) -> Result<Self> {
         const RESERVED: [&str; 5] = ["teacher", "student", "data", "dev_data", "out"];
         let section = rc.section_json("distill");
         if let Some(k) = section
@@ -244,10 +244,10 @@ impl DistillConfig {
                 msg: e.to_string(),
             })?;
         c.teacher = Some(rc.run.model.clone());
-        c.student = Some(rc.stage_dir("pruned"));
+        c.student = Some(rc.stage_dir(sekator_pipeline::Stage::Surgery));
         c.data = Some(rc.run.pairs.clone());
         c.dev_data = Some(rc.run.dev_pairs.clone());
-        c.out = rc.stage_dir("distill");
+        c.out = rc.stage_dir(sekator_pipeline::Stage::Distill);
         if !has("cache_dir") {
             c.cache_dir = Some(rc.run.runs_dir.join("teacher-cache"));
         }

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use sekator_model::rng::SplitMix64;
-use sekator_model::{Pair, PairData};
+use sekator_pipeline::{Pair, PairData};
 
 use crate::error::Result;
 

@@ -6,7 +6,8 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use sekator_model::pooling::{self, l2_normalize};
-use sekator_model::{BertModel, Encoder, Pair, Pooling, TextTokenizer, TokenBatch};
+use sekator_model::{BertModel, Encoder, Pooling, TextTokenizer, TokenBatch};
+use sekator_pipeline::Pair;
 
 use crate::error::Result;
 

@@ -8,7 +8,8 @@ use clap::Parser;
 use sekator_distill::config::{ScheduleKind, EXAMPLE_TOML};
 use sekator_distill::train::Probe;
 use sekator_distill::{DistillConfig, DistillError, Precision, TrainOptions};
-use sekator_model::{DeviceKind, Manifest, Pooling};
+use sekator_model::{DeviceKind, Pooling};
+use sekator_pipeline::freshness;
 
 const AFTER_HELP: &str = "\
 Settings come from --config (TOML; every key optional, unknown keys are errors), then the flags above \
@@ -179,7 +180,7 @@ fn is_pipeline_config(p: &Path) -> bool {
 fn resolve(a: &Args) -> Result<(DistillConfig, bool)> {
     let (mut c, pipeline) = match &a.config {
         Some(p) if is_pipeline_config(p) => (
-            DistillConfig::from_pipeline(&sekator_model::run_config::RunConfig::load(p)?)?,
+            DistillConfig::from_pipeline(&sekator_pipeline::RunConfig::load(p)?)?,
             true,
         ),
         Some(p) => (DistillConfig::load(p)?, false),
@@ -290,13 +291,17 @@ fn main() -> ExitCode {
         // interrupted one continues from its newest checkpoint, one with other settings starts over.
         if pipeline && !opts.overwrite {
             // (a missing input is left to `run`, whose errors name it and the fix)
-            let done = cfg.out.join("final").is_dir()
-                && Manifest::read(&cfg.out).is_some_and(|m| {
-                    sekator_distill::expected_manifest(&cfg).is_ok_and(|want| m.matches(&want))
-                });
+            let fresh = match sekator_distill::expected_manifest(&cfg) {
+                Ok(want) => freshness(&cfg.out, &want),
+                Err(e) => Err(e.to_string()),
+            };
+            let done = cfg.out.join("final").is_dir() && fresh.is_ok();
+            if let Err(why) = &fresh {
+                tracing::info!("{}: running: {why}", cfg.out.display());
+            }
             if done {
                 println!(
-                    "{}: up to date (same teacher, student, data and settings); --force to rerun",
+                    "{}: up to date (same code, teacher, student, data and settings); --force to rerun",
                     cfg.out.display()
                 );
                 return Ok(());

@@ -16,7 +16,8 @@ use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use sekator_model::{npy, write_atomic, EmbedOptions, Encoder, Pair, Pooling};
+use sekator_model::{npy, write_atomic, EmbedOptions, Encoder, Pooling};
+use sekator_pipeline::Pair;
 
 use crate::error::{DistillError, Result};
 

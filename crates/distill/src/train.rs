@@ -21,9 +21,10 @@ use sekator_model::backend::{self, AutodiffTask};
 use sekator_model::pooling::{self, default_pooling};
 use sekator_model::DeviceKind;
 use sekator_model::{
-    checkpoint_hash, file_hash, read_config, BertModel, Encoder, Manifest, PairData, Pooling,
+    checkpoint_hash, file_hash, read_config, BertModel, Encoder, Pooling,
     SafetensorsWeights, TextTokenizer, TokenBatch,
 };
+use sekator_pipeline::{Manifest, PairData};
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::DistillConfig;
@@ -110,11 +111,21 @@ pub fn expected_manifest(cfg: &DistillConfig) -> Result<Manifest> {
     if let Some(p) = cfg.dev_data() {
         inputs.insert("dev_data".to_string(), file_hash(&p)?);
     }
-    Ok(Manifest::new(
+    Ok(distill_manifest(cfg, inputs))
+}
+
+/// The manifest of `cfg` with input hashes `inputs`, and the code lineage of the student's stage.
+fn distill_manifest(cfg: &DistillConfig, inputs: BTreeMap<String, String>) -> Manifest {
+    let mut m = Manifest::new(
         "distill",
         serde_json::to_value(cfg).unwrap_or_default(),
         inputs,
-    ))
+        env!("SEKATOR_CODE"),
+    );
+    if let Some(student) = &cfg.student {
+        m.record_upstream(student);
+    }
+    m
 }
 
 /// Runs (or resumes) a distillation on the backend `cfg.device` selects.
@@ -834,11 +845,7 @@ fn train<B: AutodiffBackend>(
         if let Some(h) = dev_hash {
             inputs.insert("dev_data".to_string(), h);
         }
-        let mut manifest = Manifest::new(
-            "distill",
-            serde_json::to_value(cfg).unwrap_or_default(),
-            inputs,
-        );
+        let mut manifest = distill_manifest(cfg, inputs);
         manifest.seconds = started.elapsed().as_secs_f64();
         manifest.results = serde_json::to_value(&summary).unwrap_or_default();
         manifest.write(out)?;

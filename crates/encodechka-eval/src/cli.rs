@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use clap::Parser;
 use sekator_model::backend::{self, BackendTask};
-use sekator_model::{checkpoint_hash, file_hash, DeviceKind, Manifest};
+use sekator_model::{checkpoint_hash, file_hash, DeviceKind};
+use sekator_pipeline::Manifest;
 
 use crate::benchmark::{evaluate, EvalOptions, ModelReport};
 use crate::model_embedder::ModelEmbedder;
@@ -108,7 +109,11 @@ fn manifest_for(cli: &Cli, tasks: &[TaskId]) -> Result<Manifest> {
         "device": cli.device.to_string(),
         "published": cli.published.as_ref().map(|p| p.display().to_string()),
     });
-    Ok(Manifest::new("eval", config, inputs))
+    let mut m = Manifest::new("eval", config, inputs, env!("SEKATOR_CODE"));
+    for dir in &cli.models {
+        m.record_upstream(dir);
+    }
+    Ok(m)
 }
 
 /// The per-model work, instantiated for the backend the user chose.
@@ -182,10 +187,14 @@ pub fn run(cli: Cli) -> Result<bool> {
     let manifest = manifest_for(&cli, &tasks).ok();
     if let (false, Some(want)) = (cli.force, &manifest) {
         let summary = cli.out.join("summary.md");
-        if Manifest::read(&cli.out).is_some_and(|m| m.matches(want)) && summary.is_file() {
+        let fresh = sekator_pipeline::freshness(&cli.out, want);
+        if let Err(why) = &fresh {
+            tracing::info!("{}: evaluating: {why}", cli.out.display());
+        }
+        if fresh.is_ok() && summary.is_file() {
             println!("{}", std::fs::read_to_string(&summary).unwrap_or_default());
             println!(
-                "{}: up to date (same models, data and settings); --force to re-evaluate",
+                "{}: up to date (same code, models, data and settings); --force to re-evaluate",
                 cli.out.display()
             );
             return Ok(true);

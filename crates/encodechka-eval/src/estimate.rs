@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
-use sekator_model::run_config::RunConfig;
-use sekator_model::{BertConfig, Manifest};
+use sekator_model::BertConfig;
+use sekator_pipeline::{Manifest, RunConfig, Stage};
 use serde::Deserialize;
 
 /// Throughputs on 2 CPU cores (Intel Xeon, 2026-11-28), MiniLM, after the CPU forward work of that day.
@@ -170,13 +170,13 @@ pub fn estimate(rc: &RunConfig) -> Result<String> {
         rc.run.name
     );
     for (stage, secs) in rows {
-        let dir = match stage {
-            "surgery" => "pruned",
-            other => other,
-        };
+        let done = Stage::ALL
+            .into_iter()
+            .find(|s| s.name() == stage)
+            .is_some_and(|s| Manifest::read(&rc.stage_dir(s)).is_some());
         let state = if stage == "total" {
             ""
-        } else if Manifest::read(&rc.stage_dir(dir)).is_some() {
+        } else if done {
             "done before (rerun only if its settings changed)"
         } else {
             "to run"

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use sekator_encodechka::cli::{run, Cli};
-use sekator_model::run_config::{flag, parse_stage_args};
+use sekator_pipeline::{flag, parse_stage_args, Stage};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -18,11 +18,11 @@ fn main() -> ExitCode {
         let r = &c.run;
         let mut derived = vec![];
         derived.extend(flag("data", r.encodechka.display()));
-        derived.extend(flag("out", c.stage_dir("eval").display()));
+        derived.extend(flag("out", c.stage_dir(Stage::Eval).display()));
         let models = [
             ("teacher", r.model.clone()),
-            ("pruned", c.stage_dir("pruned")),
-            ("distilled", c.stage_dir("distill").join("final")),
+            ("pruned", c.stage_dir(Stage::Surgery)),
+            ("distilled", c.stage_dir(Stage::Distill).join(sekator_pipeline::stage::DISTILLED_MODEL)),
         ];
         for (name, dir) in models {
             derived.extend(flag("model", dir.display()));

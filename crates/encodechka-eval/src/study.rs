@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use polars::prelude::*;
-use sekator_model::run_config::RunConfig;
-use sekator_model::Manifest;
+use sekator_pipeline::{Manifest, RunConfig, Stage};
 use serde::Deserialize;
 
 use crate::report::{self, PublishedRow, PUBLISHED_MARK};
@@ -119,9 +118,9 @@ pub struct Study {
 /// Gathers the report of the run `rc` describes.
 pub fn gather(rc: &RunConfig) -> Result<Study> {
     let section: ReportSection = rc.section("report")?;
-    let eval = rc.stage_dir("eval");
+    let eval = rc.stage_dir(Stage::Eval);
     let summary = read_summary(&eval.join("summary.csv"))?;
-    let size = read_json(&rc.stage_dir("pruned").join("size.json"))?;
+    let size = read_json(&rc.stage_dir(Stage::Surgery).join("size.json"))?;
     let mut rows = vec![];
     for name in MODELS {
         let Some(mut r) = summary.iter().find(|r| r.model == name).cloned() else {
@@ -148,17 +147,12 @@ pub fn gather(rc: &RunConfig) -> Result<Study> {
         }
     }
     let mut stage_seconds = vec![];
-    for (stage, dir) in [
-        ("importance", "importance"),
-        ("surgery", "pruned"),
-        ("distill", "distill"),
-        ("eval", "eval"),
-    ] {
-        if let Some(m) = Manifest::read(&rc.stage_dir(dir)) {
+    for stage in Stage::ALL.into_iter().filter(|s| *s != Stage::Report) {
+        if let Some(m) = Manifest::read(&rc.stage_dir(stage)) {
             stage_seconds.push((stage.to_string(), m.seconds));
         }
     }
-    let distill = Manifest::read(&rc.stage_dir("distill"))
+    let distill = Manifest::read(&rc.stage_dir(Stage::Distill))
         .map(|m| m.results)
         .unwrap_or_default();
     Ok(Study {
@@ -336,8 +330,8 @@ pub fn update_cards(study: &Study, rc: &RunConfig) -> Result<Vec<PathBuf>> {
     let teacher = study.rows.iter().find(|r| r.model == "teacher");
     let mut done = vec![];
     for (name, dir) in [
-        ("pruned", rc.stage_dir("pruned")),
-        ("distilled", rc.stage_dir("distill").join("final")),
+        ("pruned", rc.stage_dir(Stage::Surgery)),
+        ("distilled", rc.stage_dir(Stage::Distill).join(sekator_pipeline::stage::DISTILLED_MODEL)),
     ] {
         let Some(row) = study.rows.iter().find(|r| r.model == name) else {
             continue;

@@ -22,7 +22,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use sekator_model::backend::{self, AutodiffTask, DeviceKind};
 use sekator_model::rng::SplitMix64;
 use sekator_model::{
-    checkpoint_hash, file_hash, BertConfig, BertModel, Encoder, ModelError, PairData, Pooling,
+    checkpoint_hash, file_hash, BertConfig, BertModel, Encoder, ModelError, Pooling,
     UnitMasks,
 };
 use serde::{Deserialize, Serialize};
@@ -400,7 +400,7 @@ type ValidationOutput = (f64, Vec<(usize, usize)>, Vec<f64>, f64);
 struct ScoreTask<'a> {
     model_dir: &'a Path,
     opts: &'a ImportanceOptions,
-    pairs: Vec<sekator_model::Pair>,
+    pairs: Vec<sekator_pipeline::Pair>,
 }
 
 impl AutodiffTask for ScoreTask<'_> {
@@ -499,7 +499,7 @@ pub fn score(
     sekator_model::read_config(model_dir)?;
     let ckpt_hash = checkpoint_hash(model_dir)?;
     let teacher_hash = opts.teacher.as_deref().map(checkpoint_hash).transpose()?;
-    let data = PairData::read(&opts.data)?;
+    let data = sekator_pipeline::PairData::read(&opts.data)?;
     let data_hash = file_hash(&opts.data)?;
     let mut pairs = data.sample(opts.samples, opts.seed);
     let n_batches = pairs.len() / opts.batch_size;
@@ -629,7 +629,7 @@ pub fn score(
 pub fn expected_manifest(
     model_dir: &Path,
     opts: &ImportanceOptions,
-) -> Option<sekator_model::Manifest> {
+) -> Option<sekator_pipeline::Manifest> {
     let pooling = match opts.pooling {
         Some(p) => p,
         None => {
@@ -651,9 +651,10 @@ pub fn expected_manifest(
     if let Some(t) = &opts.teacher {
         inputs.insert("teacher".to_string(), checkpoint_hash(t).ok()?);
     }
-    Some(sekator_model::Manifest::new(
+    Some(sekator_pipeline::Manifest::new(
         scores::STAGE,
         settings,
         inputs,
+        env!("SEKATOR_CODE"),
     ))
 }

@@ -10,7 +10,8 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use sekator_model::pooling::{self, Pooling};
-use sekator_model::{BertModel, Encoder, Pair, TokenBatch, UnitMasks};
+use sekator_model::{BertModel, Encoder, TokenBatch, UnitMasks};
+use sekator_pipeline::Pair;
 
 use crate::{ImportanceError, LossKind};
 

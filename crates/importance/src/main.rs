@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sekator_importance::{score, Criterion, ImportanceOptions, LossKind, Normalize, Scores};
 use sekator_model::backend::DeviceKind;
-use sekator_model::run_config::{flag, parse_stage_args};
-use sekator_model::{Manifest, Pooling};
+use sekator_model::Pooling;
+use sekator_pipeline::{flag, freshness, parse_stage_args, Stage};
 
 /// Score every attention head and FFN neuron of a BERT checkpoint by accumulated mask gradients.
 ///
@@ -103,16 +103,17 @@ fn run(a: Args) -> Result<()> {
     };
     opts.check()?;
     if !a.force {
-        if let (Some(want), Some(have)) = (
-            sekator_importance::expected_manifest(&a.model, &opts),
-            Manifest::read(&a.out),
-        ) {
-            if want.matches(&have) && Scores::read(&a.out).is_ok() {
-                eprintln!(
-                    "{}: up to date (same checkpoint, data and settings); --force to rerun",
-                    a.out.display()
-                );
-                return Ok(());
+        if let Some(want) = sekator_importance::expected_manifest(&a.model, &opts) {
+            match freshness(&a.out, &want) {
+                Ok(()) if Scores::read(&a.out).is_ok() => {
+                    eprintln!(
+                        "{}: up to date (same code, checkpoint, data and settings); --force to rerun",
+                        a.out.display()
+                    );
+                    return Ok(());
+                }
+                Ok(()) => tracing::info!("{}: rerunning: the scores are unreadable", a.out.display()),
+                Err(why) => tracing::info!("{}: rerunning: {why}", a.out.display()),
             }
         }
     }
@@ -177,7 +178,7 @@ fn main() -> ExitCode {
         let r = &c.run;
         let mut derived = vec![];
         derived.extend(flag("model", r.model.display()));
-        derived.extend(flag("out", c.stage_dir("importance").display()));
+        derived.extend(flag("out", c.stage_dir(Stage::Importance).display()));
         derived.extend(flag("data", r.pairs.display()));
         let mut defaults = vec![];
         defaults.extend(flag("seed", r.seed));

@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use sekator_model::{write_atomic, Manifest, Pooling};
+use sekator_model::{write_atomic, Pooling};
+use sekator_pipeline::Manifest;
 use serde::{Deserialize, Serialize};
 
 use crate::{Criterion, ImportanceError, LossKind, Normalize};
@@ -120,7 +121,12 @@ impl ImportanceMeta {
 
     pub fn manifest(&self) -> Manifest {
         let k = self.validate.as_ref().map(|v| v.k).unwrap_or(0);
-        let mut m = Manifest::new(STAGE, self.settings(k), self.inputs());
+        let mut m = Manifest::new(
+            STAGE,
+            self.settings(k),
+            self.inputs(),
+            env!("SEKATOR_CODE"),
+        );
         m.seconds = self.seconds;
         m.results = serde_json::json!({
             "mean_loss": self.mean_loss,

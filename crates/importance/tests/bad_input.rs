@@ -21,7 +21,7 @@ fn lines_without_tab_are_skipped_and_counted() {
     }
     let data = dir.path().join("pairs.tsv");
     std::fs::write(&data, text).unwrap();
-    let d = sekator_model::PairData::read(&data).unwrap();
+    let d = sekator_pipeline::PairData::read(&data).unwrap();
     assert_eq!(d.skipped, 2);
     assert_eq!(
         d.first_bad.iter().map(|b| b.0).collect::<Vec<_>>(),

@@ -129,7 +129,7 @@ fn same_inputs_give_identical_scores_and_files_round_trip() {
     );
     // the manifest matches what a rerun would expect
     let want = sekator_importance::expected_manifest(&model, &o).unwrap();
-    assert!(want.matches(&sekator_model::Manifest::read(&out).unwrap()));
+    assert!(want.matches(&sekator_pipeline::Manifest::read(&out).unwrap()));
 
     // a different seed samples different data and gives different scores
     let mut o2 = o.clone();

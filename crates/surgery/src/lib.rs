@@ -25,8 +25,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use sekator_model::{
-    checkpoint_hash, file_hash, read_config, write_atomic, Cpu, Encoder, Manifest,
+    checkpoint_hash, file_hash, read_config, write_atomic, Cpu, Encoder,
 };
+use sekator_pipeline::Manifest;
 
 pub use checkpoint::Checkpoint;
 pub use error::SurgeryError;
@@ -256,7 +257,11 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         STAGE,
         serde_json::to_value(&stage_cfg).map_err(|e| SurgeryError::Other(e.to_string()))?,
         inputs,
+        env!("SEKATOR_CODE"),
     );
+    if let PlanSource::Importance { dir, .. } = &opts.source {
+        manifest.record_upstream(dir);
+    }
 
     // 2. Validate the whole first plan (with layer dropping when there is a single step).
     let mut plan1 = first_plan.clone();
@@ -288,9 +293,8 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
     let out = opts.out.clone().expect("checked above");
     if out.exists() {
         if !opts.overwrite {
-            if Manifest::read(&out).is_some_and(|m| m.matches(&manifest))
-                && out.join(SIZE_FILE).exists()
-            {
+            let fresh = sekator_pipeline::freshness(&out, &manifest);
+            if fresh.is_ok() && out.join(SIZE_FILE).exists() {
                 let report: Report = serde_json::from_str(
                     &std::fs::read_to_string(out.join(SIZE_FILE))
                         .map_err(|e| SurgeryError::io(&out, e))?,
@@ -314,8 +318,9 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
                 )));
             }
             tracing::info!(
-                "{}: made with other inputs or settings; replacing it",
-                out.display()
+                "{}: replacing it: {}",
+                out.display(),
+                fresh.err().unwrap_or_else(|| "size.json is missing".into())
             );
         }
         if out.canonicalize().ok() == opts.model.canonicalize().ok() {

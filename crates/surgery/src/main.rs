@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use sekator_importance::{ImportanceOptions, Scores};
-use sekator_model::run_config::{flag, parse_stage_args};
+use sekator_pipeline::{flag, parse_stage_args, Stage};
 use sekator_model::DeviceKind;
 use sekator_surgery::{run, BenchOptions, Limits, Options, PlanSource, Rule};
 
@@ -195,8 +195,8 @@ fn real_main() -> Result<()> {
     let (args, _) = parse_stage_args::<Args>("surgery", |c| {
         let mut derived = vec![];
         derived.extend(flag("model", c.run.model.display()));
-        derived.extend(flag("importance", c.stage_dir("importance").display()));
-        derived.extend(flag("out", c.stage_dir("pruned").display()));
+        derived.extend(flag("importance", c.stage_dir(Stage::Importance).display()));
+        derived.extend(flag("out", c.stage_dir(Stage::Surgery).display()));
         derived.push("--update".into());
         if std::env::args().any(|a| a == "--force") {
             derived.push("--overwrite".into());

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use sekator_encodechka::study;
-use sekator_model::run_config::RunConfig;
+use sekator_pipeline::{RunConfig, Stage};
 
 /// Teacher vs pruned (before distillation) vs distilled, beside published encodechka rows.
 ///
@@ -41,7 +41,7 @@ fn run(a: Args) -> Result<()> {
         println!("{}", sekator_encodechka::estimate::estimate(&rc)?);
         return Ok(());
     }
-    let out = a.out.unwrap_or_else(|| rc.stage_dir("report"));
+    let out = a.out.unwrap_or_else(|| rc.stage_dir(Stage::Report));
     let s = study::gather(&rc).with_context(|| format!("run `{}`", rc.run.name))?;
     let (md, png) = study::write(&s, &out)?;
     for dir in study::update_cards(&s, &rc)? {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use sekator_importance::ImportanceOptions;
 use sekator_model::testing::{tiny_config, write_random_model};
-use sekator_model::{BertConfig, Cpu, NamedTensor, Pair, SafetensorsWeights};
+use sekator_model::{BertConfig, Cpu, NamedTensor, SafetensorsWeights};
+use sekator_pipeline::Pair;
 
 pub type B = Cpu;
 

@@ -6,8 +6,8 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use crate::error::ModelError;
-use crate::rng::SplitMix64;
+use sekator_model::ModelError;
+use sekator_model::rng::SplitMix64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair {

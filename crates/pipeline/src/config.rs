@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ModelError;
+use sekator_model::ModelError;
 
 /// Sections a config file may contain.
 pub const SECTIONS: [&str; 6] = ["run", "importance", "surgery", "distill", "eval", "report"];
+
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -34,7 +35,7 @@ pub struct RunSection {
     pub runs_dir: PathBuf,
     /// `auto`, `cpu` or `cuda`.
     #[serde(default)]
-    pub device: crate::DeviceKind,
+    pub device: sekator_model::DeviceKind,
     #[serde(default = "default_seed")]
     pub seed: u64,
 }
@@ -121,9 +122,14 @@ impl RunConfig {
             .unwrap_or(serde_json::Value::Null)
     }
 
-    /// `<runs_dir>/<name>/<stage>`.
-    pub fn stage_dir(&self, stage: &str) -> PathBuf {
-        self.run.runs_dir.join(&self.run.name).join(stage)
+    /// `<runs_dir>/<name>`: the run directory (locked while a stage runs).
+    pub fn run_dir(&self) -> PathBuf {
+        self.run.runs_dir.join(&self.run.name)
+    }
+
+    /// `<runs_dir>/<name>/<stage dir>`.
+    pub fn stage_dir(&self, stage: crate::Stage) -> PathBuf {
+        self.run_dir().join(stage.dir())
     }
 }
 

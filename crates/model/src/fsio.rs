@@ -1,0 +1,79 @@
+//! Durable file writes: every file a stage publishes is written beside its final name, fsynced, and renamed
+//! into place, so a crash leaves either the old file or the new one, never half of one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::ModelError;
+
+/// A hidden sibling of `path` for staging it: `dir/.NAME.TAG` (a rename within one directory is atomic).
+pub fn hidden_sibling(path: &Path, tag: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "out".into());
+    parent_of(path).join(format!(".{name}.{tag}"))
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Writes `bytes` to `path` through a fsynced temporary sibling and a rename, so readers never see half a
+/// file; creates the parent directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let parent = parent_of(path);
+    std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sekator-")
+        .tempfile_in(parent)
+        .map_err(|e| ModelError::io(parent, e))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| ModelError::io(tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| ModelError::io(path, e.error))?;
+    sync_parent(path)
+}
+
+/// fsyncs a file, or every file and directory under a directory, so a rename that publishes it cannot be
+/// seen on disk before its contents after a crash.
+pub fn sync_tree(path: &Path) -> Result<(), ModelError> {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(|e| ModelError::io(path, e))? {
+            sync_tree(&entry.map_err(|e| ModelError::io(path, e))?.path())?;
+        }
+    }
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ModelError::io(path, e))
+}
+
+/// fsyncs the directory holding `path` (makes a rename into it durable).
+pub fn sync_parent(path: &Path) -> Result<(), ModelError> {
+    let parent = parent_of(path);
+    std::fs::File::open(parent)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ModelError::io(parent, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/a.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["a.json"]);
+    }
+}

@@ -1,0 +1,17 @@
+//! What the stages of a sekator run share: the run config (`configs/*.toml`), the stages and their
+//! directories, manifests (settings, input hashes and code fingerprints, so a rerun skips what is still
+//! valid), the run-directory lock, and the en-ru pair data.
+//!
+//! The stages still talk only through files; this crate is the one reader and writer of those joins.
+
+pub mod config;
+pub mod lock;
+pub mod manifest;
+pub mod pairs;
+pub mod stage;
+
+pub use config::{flag, parse_stage_args, RunConfig, RunSection};
+pub use lock::RunLock;
+pub use manifest::{freshness, Manifest};
+pub use pairs::{Pair, PairData};
+pub use stage::Stage;
