@@ -9,7 +9,7 @@ use sekator_distill::config::{ScheduleKind, EXAMPLE_TOML};
 use sekator_distill::train::Probe;
 use sekator_distill::{DistillConfig, DistillError, Precision, TrainOptions};
 use sekator_model::{DeviceKind, Pooling};
-use sekator_pipeline::freshness;
+use sekator_pipeline::{freshness, Stage};
 
 const AFTER_HELP: &str = "\
 Settings come from --config (TOML; every key optional, unknown keys are errors), then the flags above \
@@ -248,6 +248,13 @@ fn main() -> ExitCode {
             print!("{}", cfg.to_toml());
             return Ok(());
         }
+        // precision probes are this run's own children, under its lock
+        let _lock = if args.precision_probe.is_none() {
+            let run_dir = cfg.out.parent().filter(|_| pipeline);
+            Some(sekator_pipeline::lock_stage(run_dir, &cfg.out, Stage::Distill)?)
+        } else {
+            None
+        };
         let exe = std::env::current_exe().context("locating the distill binary")?;
         if args.check_precision {
             let c = sekator_distill::train::check_precision(&cfg, &exe).context("distill")?;

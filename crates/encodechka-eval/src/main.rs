@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use sekator_encodechka::cli::{run, Cli};
-use sekator_pipeline::{flag, parse_stage_args, Stage};
+use sekator_pipeline::{flag, lock_stage, parse_stage_args, Stage};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -34,8 +34,12 @@ fn main() -> ExitCode {
         defaults.extend(flag("cache", r.runs_dir.join("encodechka-cache").display()));
         (derived, defaults)
     });
-    let cli = match parsed {
-        Ok((cli, _)) => cli,
+    let locked = parsed.and_then(|(cli, rc)| {
+        let lock = lock_stage(rc.map(|c| c.run_dir()).as_deref(), &cli.out, Stage::Eval)?;
+        Ok((cli, lock))
+    });
+    let (cli, _lock) = match locked {
+        Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

@@ -8,7 +8,7 @@ use clap::Parser;
 use sekator_importance::{score, Criterion, ImportanceOptions, LossKind, Normalize, Scores};
 use sekator_model::backend::DeviceKind;
 use sekator_model::Pooling;
-use sekator_pipeline::{flag, freshness, parse_stage_args, Stage};
+use sekator_pipeline::{flag, freshness, lock_stage, parse_stage_args, Stage};
 
 /// Score every attention head and FFN neuron of a BERT checkpoint by accumulated mask gradients.
 ///
@@ -112,8 +112,8 @@ fn run(a: Args) -> Result<()> {
                     );
                     return Ok(());
                 }
-                Ok(()) => tracing::info!("{}: rerunning: the scores are unreadable", a.out.display()),
-                Err(why) => tracing::info!("{}: rerunning: {why}", a.out.display()),
+                Ok(()) => eprintln!("{}: rerunning: the scores are unreadable", a.out.display()),
+                Err(why) => eprintln!("{}: rerunning: {why}", a.out.display()),
             }
         }
     }
@@ -185,8 +185,12 @@ fn main() -> ExitCode {
         defaults.extend(flag("device", r.device));
         (derived, defaults)
     });
-    let args = match parsed {
-        Ok((a, _)) => a,
+    let locked = parsed.and_then(|(a, rc)| {
+        let lock = lock_stage(rc.map(|c| c.run_dir()).as_deref(), &a.out, Stage::Importance)?;
+        Ok((a, lock))
+    });
+    let (args, _lock) = match locked {
+        Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

@@ -11,7 +11,7 @@ pub mod pairs;
 pub mod stage;
 
 pub use config::{flag, parse_stage_args, RunConfig, RunSection};
-pub use lock::RunLock;
+pub use lock::{lock_stage, RunLock};
 pub use manifest::{freshness, Manifest};
 pub use pairs::{Pair, PairData};
 pub use stage::Stage;

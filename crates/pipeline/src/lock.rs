@@ -1,6 +1,6 @@
 //! One process per run directory: an advisory lock (`flock`) on `<run>/.sekator.lock`, held while a stage
-//! runs. The kernel drops it when the holder exits however it exits (SIGKILL included), so a stale lock file
-//! never blocks; the PID inside it is only for the message.
+//! runs and deleted after. The kernel drops the lock when the holder exits however it exits (SIGKILL
+//! included), so a lock file left behind never blocks; the PID inside it is only for the message.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -36,6 +36,17 @@ impl RunLock {
     }
 
     fn acquire_file(path: &Path, what: &str) -> Result<RunLock, ModelError> {
+        // The holder deletes the file when it is done; a process that opened it just before may then lock
+        // the deleted file, so a lock counts only while `path` is still the file locked.
+        loop {
+            let lock = Self::try_once(path, what)?;
+            if same_file(&lock._file, path) {
+                return Ok(lock);
+            }
+        }
+    }
+
+    fn try_once(path: &Path, what: &str) -> Result<RunLock, ModelError> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -71,6 +82,40 @@ impl RunLock {
     }
 }
 
+impl Drop for RunLock {
+    /// Removes the file while still holding the lock (see `acquire_file` for why that is safe).
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.path).ok();
+    }
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+/// The lock a stage takes before it writes anything: the whole run directory under a pipeline config
+/// (`run_dir`), else a lock beside the stage's own output directory `out`.
+pub fn lock_stage(
+    run_dir: Option<&Path>,
+    out: &Path,
+    stage: crate::Stage,
+) -> Result<RunLock, ModelError> {
+    match run_dir {
+        Some(dir) => RunLock::acquire(dir, stage.name()),
+        None => RunLock::for_output(out, stage.name()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +130,8 @@ mod tests {
             "{e}"
         );
         drop(first);
-        RunLock::acquire(dir.path(), "eval").unwrap();
+        assert!(!dir.path().join(LOCK_FILE).exists(), "a released lock leaves no file");
+        let _second = RunLock::acquire(dir.path(), "eval").unwrap();
+        assert!(dir.path().join(LOCK_FILE).exists());
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use sekator_importance::{ImportanceOptions, Scores};
-use sekator_pipeline::{flag, parse_stage_args, Stage};
+use sekator_pipeline::{flag, lock_stage, parse_stage_args, Stage};
 use sekator_model::DeviceKind;
 use sekator_surgery::{run, BenchOptions, Limits, Options, PlanSource, Rule};
 
@@ -192,7 +192,7 @@ fn options(a: &Args) -> Result<Options> {
 }
 
 fn real_main() -> Result<()> {
-    let (args, _) = parse_stage_args::<Args>("surgery", |c| {
+    let (args, rc) = parse_stage_args::<Args>("surgery", |c| {
         let mut derived = vec![];
         derived.extend(flag("model", c.run.model.display()));
         derived.extend(flag("importance", c.stage_dir(Stage::Importance).display()));
@@ -203,6 +203,14 @@ fn real_main() -> Result<()> {
         }
         (derived, flag("device", c.run.device).to_vec())
     })?;
+    let _lock = match &args.out {
+        Some(out) if !args.dry_run => Some(lock_stage(
+            rc.map(|c| c.run_dir()).as_deref(),
+            out,
+            Stage::Surgery,
+        )?),
+        _ => None,
+    };
     let opts = options(&args)?;
     let mut rescorer = sekator_surgery_rescorer(&args)?;
     let outcome = run(

@@ -55,18 +55,6 @@ fn setup() -> (tempfile::TempDir, String) {
     (tmp, m)
 }
 
-fn stand_in_importance(model: &Path, out: &Path, hash_of: &Path) {
-    let ck = sekator_surgery::Checkpoint::read(model).unwrap();
-    let s = sekator_surgery::importance::magnitude_scores(&ck).unwrap();
-    sekator_surgery::importance::write(
-        out,
-        &ck.config,
-        &s,
-        &sekator_model::checkpoint_hash(hash_of).unwrap(),
-    )
-    .unwrap();
-}
-
 #[test]
 fn importance_of_another_checkpoint_is_refused_unless_forced() {
     let (tmp, m) = setup();

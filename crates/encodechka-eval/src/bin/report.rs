@@ -42,6 +42,7 @@ fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     let out = a.out.unwrap_or_else(|| rc.stage_dir(Stage::Report));
+    let _lock = sekator_pipeline::RunLock::acquire(&rc.run_dir(), Stage::Report.name())?;
     let s = study::gather(&rc).with_context(|| format!("run `{}`", rc.run.name))?;
     let (md, png) = study::write(&s, &out)?;
     for dir in study::update_cards(&s, &rc)? {

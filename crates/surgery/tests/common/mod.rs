@@ -83,3 +83,16 @@ pub fn opts(model: &Path, source: PlanSource, out: &Path) -> Options {
         export: Default::default(),
     }
 }
+
+/// Importance files for `model` from weight magnitudes (no gradients), recorded as scores of `hash_of`.
+pub fn stand_in_importance(model: &Path, out: &Path, hash_of: &Path) {
+    let ck = sekator_surgery::Checkpoint::read(model).unwrap();
+    let s = sekator_surgery::importance::magnitude_scores(&ck).unwrap();
+    sekator_surgery::importance::write(
+        out,
+        &ck.config,
+        &s,
+        &sekator_model::checkpoint_hash(hash_of).unwrap(),
+    )
+    .unwrap();
+}
