@@ -381,7 +381,8 @@ impl DistillConfig {
         Ok(())
     }
 
-    /// The settings that define the training trajectory; a resume with any of them changed is refused.
+    /// The settings that define the training trajectory; a resume with any of them changed is refused,
+    /// except the run length ([`LENGTH_KEYS`]; see [`trajectory_differences`]).
     pub fn trajectory_key(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
@@ -403,6 +404,27 @@ impl DistillConfig {
         }
         v
     }
+}
+
+/// Keys of [`DistillConfig::trajectory_key`] that only say how long the run is. A resume may change them:
+/// the learning-rate schedule is recomputed for the new length (see `train.rs`), and a run shorter than
+/// the checkpoint's step count is refused there.
+pub const LENGTH_KEYS: [&str; 2] = ["steps", "epochs"];
+
+/// The keys in which two trajectory keys differ (either side may lack a key), [`LENGTH_KEYS`] left aside.
+pub fn trajectory_differences(then: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        then.as_object().unwrap_or(&empty),
+        now.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| !LENGTH_KEYS.contains(&k.as_str()) && a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -430,6 +452,25 @@ mod tests {
     fn wrong_type_is_named() {
         let e = DistillConfig::parse("batch_size = \"big\"\n").unwrap_err();
         assert!(e.contains("batch_size"), "{e}");
+    }
+
+    #[test]
+    fn run_length_is_no_trajectory_difference() {
+        let a = DistillConfig {
+            steps: Some(40),
+            ..Default::default()
+        };
+        let mut b = DistillConfig {
+            steps: Some(60),
+            epochs: 3.0,
+            ..Default::default()
+        };
+        assert!(trajectory_differences(&a.trajectory_key(), &b.trajectory_key()).is_empty());
+        b.lr = 1.0;
+        assert_eq!(
+            trajectory_differences(&a.trajectory_key(), &b.trajectory_key()),
+            vec!["lr".to_string()]
+        );
     }
 
     #[test]

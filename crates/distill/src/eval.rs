@@ -3,7 +3,6 @@
 //! vice versa).
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
 
 use sekator_model::pooling::{self, l2_normalize};
 use sekator_model::{BertModel, Encoder, Pooling, TextTokenizer, TokenBatch};
@@ -11,19 +10,8 @@ use sekator_pipeline::Pair;
 
 use crate::error::Result;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct EvalMetrics {
-    pub step: usize,
-    /// (MSE(s(en), t(en)) + MSE(s(ru), t(ru))) / 2.
-    pub mse: f32,
-    pub mse_en: f32,
-    pub mse_ru: f32,
-    /// MSE(s(ru), t(en)).
-    pub mse_cross: f32,
-    pub acc_en_ru: f32,
-    pub acc_ru_en: f32,
-    pub pairs: usize,
-}
+/// The dev metrics type is the one `distill/summary.json` carries to the report.
+pub use sekator_pipeline::artifacts::distill::DevMetrics as EvalMetrics;
 
 /// Dev pairs with their teacher embeddings (row-major `[pairs, dim]`, un-normalised).
 pub struct DevSet {

@@ -248,13 +248,9 @@ fn main() -> ExitCode {
             print!("{}", cfg.to_toml());
             return Ok(());
         }
-        // precision probes are this run's own children, under its lock
-        let _lock = if args.precision_probe.is_none() {
-            let run_dir = cfg.out.parent().filter(|_| pipeline);
-            Some(sekator_pipeline::lock_stage(run_dir, &cfg.out, Stage::Distill)?)
-        } else {
-            None
-        };
+        // (precision probes and the teacher-cache fill are this run's children, under its lock)
+        let run_dir = cfg.out.parent().filter(|_| pipeline);
+        let _lock = sekator_pipeline::lock_stage(run_dir, &cfg.out, Stage::Distill)?;
         let exe = std::env::current_exe().context("locating the distill binary")?;
         if args.check_precision {
             let c = sekator_distill::train::check_precision(&cfg, &exe).context("distill")?;

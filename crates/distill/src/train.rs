@@ -5,6 +5,11 @@
 //! moments and update count (`optimizer.safetensors`, `state.json`), the schedule (a function of the step),
 //! the data order (a function of seed and epoch) and position (a function of the step), and the teacher
 //! targets (read from the same cache). There is no other randomness: the model has no dropout.
+//!
+//! `--resume` takes the newest checkpoint whose files match the hashes in its `state.json` (damaged ones
+//! are skipped with a warning and set aside). A resume may make the run longer (or shorter, down to the
+//! checkpoint's step): the schedule is then recomputed for the new length, so such a run is *not* the same
+//! as one trained at the new length from the start (see `resumed_warmup`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,13 +26,13 @@ use sekator_model::backend::{self, AutodiffTask};
 use sekator_model::pooling::{self, default_pooling};
 use sekator_model::DeviceKind;
 use sekator_model::{
-    checkpoint_hash, file_hash, read_config, BertModel, Encoder, Pooling,
-    SafetensorsWeights, TextTokenizer, TokenBatch,
+    checkpoint_hash, file_hash, read_config, BertModel, Encoder, Pooling, SafetensorsWeights,
+    TextTokenizer, TokenBatch,
 };
 use sekator_pipeline::{Manifest, PairData};
 
 use crate::checkpoint::{self, TrainState};
-use crate::config::DistillConfig;
+use crate::config::{trajectory_differences, DistillConfig};
 use crate::data::TrainData;
 use crate::error::{DistillError, Result};
 use crate::eval::{self, DevSet, EvalMetrics};
@@ -41,7 +46,8 @@ use crate::teacher_cache::{CacheKey, CacheSource, Side, TeacherEmbeddings};
 /// How this invocation runs (not part of the run's identity).
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
-    /// Continue from the newest complete checkpoint in `out` (a fresh start when there is none).
+    /// Continue from the newest checkpoint in `out` whose files verify (a fresh start when there is none);
+    /// the run may be made longer than the checkpoint's (`steps`/`epochs`), not shorter than its step.
     pub resume: bool,
     /// Delete an earlier run's checkpoints, final model and metrics in `out` and start over.
     pub overwrite: bool,
@@ -99,6 +105,10 @@ pub struct Summary {
     /// The teacher's own dev retrieval accuracy (en->ru, ru->en).
     pub teacher_acc: Option<(f32, f32)>,
     pub loss_plot: Option<PathBuf>,
+    /// Steps of the checkpoints `--resume` passed over because they did not verify (newest first); each
+    /// was logged and moved to a hidden `.step-N.damaged` sibling.
+    #[serde(default)]
+    pub skipped_checkpoints: Vec<usize>,
 }
 
 /// The manifest a finished run of `cfg` writes (settings and input hashes), to tell whether `cfg.out`
@@ -291,6 +301,28 @@ fn student_embed<B: AutodiffBackend>(
     } else {
         pooled.cast(FloatDType::F32)
     })
+}
+
+/// Warm-up steps of a fresh run of `total` steps: `warmup_steps`, else `warmup_ratio * total`.
+fn configured_warmup(cfg: &DistillConfig, total: usize) -> usize {
+    cfg.warmup_steps
+        .unwrap_or((cfg.warmup_ratio * total as f64).round() as usize)
+        .min(total)
+}
+
+/// Warm-up steps of a run resumed from checkpoint `st` and now `total` steps long.
+///
+/// The warm-up the run was trained with is kept (the one recorded in the checkpoint, else the one its
+/// own length gave), even when `warmup_ratio` would give another for the new length: the warm-up steps
+/// that already happened are not redone or stretched, and a checkpoint taken during the warm-up
+/// continues it at the same slope. Only the decay after it is recomputed for `total`. Hence a 40-step
+/// run extended to 60 differs from a 60-step run in its first 40 steps (the decay was shorter) and,
+/// with a derived warm-up, in the warm-up too; from the resume point on it follows the schedule of a
+/// 60-step run with that warm-up.
+fn resumed_warmup(cfg: &DistillConfig, st: &TrainState, total: usize) -> usize {
+    st.warmup_steps
+        .unwrap_or_else(|| configured_warmup(cfg, st.total_steps))
+        .min(total)
 }
 
 fn prepare_out(out: &Path, opts: &TrainOptions) -> Result<()> {
@@ -491,6 +523,7 @@ fn train<B: AutodiffBackend>(
         eval_last: None,
         teacher_acc: None,
         loss_plot: None,
+        skipped_checkpoints: Vec::new(),
     };
     if opts.fill_cache_only {
         return Ok(inputs_summary);
@@ -510,17 +543,7 @@ fn train<B: AutodiffBackend>(
     let total_steps = cfg
         .steps
         .unwrap_or_else(|| ((cfg.epochs * data.batches_per_epoch() as f64).ceil() as usize).max(1));
-    let warmup = cfg
-        .warmup_steps
-        .unwrap_or((cfg.warmup_ratio * total_steps as f64).round() as usize)
-        .min(total_steps);
-    let schedule = LrSchedule {
-        peak: cfg.lr,
-        warmup,
-        total: total_steps,
-        kind: cfg.schedule,
-        min_ratio: cfg.min_lr_ratio,
-    };
+    let mut warmup = configured_warmup(cfg, total_steps);
     let weights = LossWeights {
         mse: cfg.w_mse,
         cross: cfg.w_cross,
@@ -540,21 +563,28 @@ fn train<B: AutodiffBackend>(
     let mut train_seconds_before = 0.0;
     let mut resumed_from = None;
     let mut model = student_model;
+    let mut skipped_checkpoints = Vec::new();
     if opts.resume && probe.is_none() {
-        if let Some((dir, st)) = checkpoint::latest(out)? {
+        let found = checkpoint::newest_verified(out);
+        for sk in &found.skipped {
+            let aside = checkpoint::set_aside(&sk.dir)?;
+            tracing::warn!(
+                "{}: set aside as {} (not resumed from, not counted among the kept checkpoints)",
+                sk.dir.display(),
+                aside.display()
+            );
+            skipped_checkpoints.push(sk.step);
+        }
+        if let Some((dir, st)) = found.good {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             let mismatch = |what: &str| {
                 DistillError::Resume(format!("{}: was made with a different {what}; start over with --overwrite or restore it", dir.display()))
             };
-            if st.trajectory != trajectory {
-                let differs: Vec<String> = trajectory
-                    .as_object()
-                    .map(|now| {
-                        now.iter()
-                            .filter(|(k, v)| st.trajectory.get(k.as_str()) != Some(v))
-                            .map(|(k, _)| k.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+            let differs = trajectory_differences(&st.trajectory, &trajectory);
+            if !differs.is_empty() {
                 return Err(mismatch(&format!("config (keys: {})", differs.join(", "))));
             }
             if st.teacher_hash != teacher_hash {
@@ -571,8 +601,32 @@ fn train<B: AutodiffBackend>(
                     "precision (the checkpoint's is in its state.json)",
                 ));
             }
-            if st.total_steps != total_steps || st.position != data.position_of(st.step) {
-                return Err(mismatch("step count or batch size"));
+            if st.position != data.position_of(st.step) {
+                return Err(mismatch("data position (batch size or pair count)"));
+            }
+            if total_steps < st.step {
+                return Err(DistillError::Resume(format!(
+                    "{}: has done {} steps, more than this {total_steps}-step run (steps/epochs) has; set steps to at \
+                     least {} to continue it, or start over with --overwrite",
+                    dir.display(),
+                    st.step,
+                    st.step
+                )));
+            }
+            warmup = resumed_warmup(cfg, &st, total_steps);
+            if total_steps != st.total_steps {
+                tracing::info!(
+                    "resuming {name} of a {}-step run as a {total_steps}-step run: the schedule is recomputed for \
+                     {total_steps} steps (warm-up {warmup} steps, as trained)",
+                    st.total_steps
+                );
+            }
+            let code = env!("SEKATOR_CODE");
+            if let Some(then) = st.code.as_deref().filter(|&c| c != code) {
+                tracing::warn!(
+                    "checkpoint {name} was written by other code (fingerprint {then}, now {code}); continuing with \
+                     the current code"
+                );
             }
             let restored = Encoder::<B>::load(&dir, device)?;
             model = restored.model;
@@ -591,6 +645,12 @@ fn train<B: AutodiffBackend>(
                 st.step,
                 total_steps
             );
+        } else if !found.skipped.is_empty() {
+            tracing::warn!(
+                "--resume: all {} checkpoints in {} were damaged; starting fresh",
+                found.skipped.len(),
+                checkpoint::checkpoints_dir(out).display()
+            );
         } else {
             tracing::info!(
                 "--resume: no checkpoint in {}; starting fresh",
@@ -598,6 +658,13 @@ fn train<B: AutodiffBackend>(
             );
         }
     }
+    let schedule = LrSchedule {
+        peak: cfg.lr,
+        warmup,
+        total: total_steps,
+        kind: cfg.schedule,
+        min_ratio: cfg.min_lr_ratio,
+    };
     let mut metrics = if probe.is_some() {
         MetricsLog::discard()
     } else if resumed_from.is_some() {
@@ -773,6 +840,10 @@ fn train<B: AutodiffBackend>(
                 data_hash: data_hash.clone(),
                 train_seconds: train_seconds_before + train_seconds,
                 metrics: serde_json::json!({ "loss": values, "grad_norm": grad_norm, "eval": last_eval }),
+                warmup_steps: Some(warmup),
+                weights_sha256: None,
+                optimizer_sha256: None,
+                code: Some(env!("SEKATOR_CODE").to_string()),
             };
             let tensors = model.export();
             let card =
@@ -835,6 +906,7 @@ fn train<B: AutodiffBackend>(
         eval_last,
         teacher_acc,
         loss_plot,
+        skipped_checkpoints,
         ..inputs_summary
     };
     if finished {

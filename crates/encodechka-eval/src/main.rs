@@ -22,7 +22,11 @@ fn main() -> ExitCode {
         let models = [
             ("teacher", r.model.clone()),
             ("pruned", c.stage_dir(Stage::Surgery)),
-            ("distilled", c.stage_dir(Stage::Distill).join(sekator_pipeline::stage::DISTILLED_MODEL)),
+            (
+                "distilled",
+                c.stage_dir(Stage::Distill)
+                    .join(sekator_pipeline::stage::DISTILLED_MODEL),
+            ),
         ];
         for (name, dir) in models {
             derived.extend(flag("model", dir.display()));

@@ -2,11 +2,12 @@
 //! per model, encodechka's columns), `timings.csv`, and `summary.md` in the layout of encodechka's README.
 //! Every file is written to a temporary file in the output directory and renamed into place.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use polars::prelude::*;
+
+use sekator_pipeline::artifacts::eval::{EvalSummary, ModelSummary};
 
 use crate::benchmark::ModelReport;
 use crate::tasks::TaskId;
@@ -353,34 +354,14 @@ pub fn summary_markdown(reports: &[ModelReport], published: &[PublishedRow]) -> 
     Ok(md)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomic(
-    path: &Path,
-    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
-) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    fill(tmp.as_file_mut())?;
-    tmp.as_file_mut().flush()?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
+/// Writes `df` as CSV with a header to `path`, atomically.
 pub fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
-    write_atomic(path, |f| {
-        CsvWriter::new(f)
-            .include_header(true)
-            .finish(df)
-            .with_context(|| format!("writing {}", path.display()))
-    })
+    let mut bytes = vec![];
+    CsvWriter::new(&mut bytes)
+        .include_header(true)
+        .finish(df)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(sekator_model::write_atomic(path, &bytes)?)
 }
 
 /// Writes scores.csv, summary.csv, timings.csv and summary.md into `out`; returns the Markdown.
@@ -396,8 +377,36 @@ pub fn write_all(
     )?;
     write_csv(&out.join("timings.csv"), &mut timings_frame(reports)?)?;
     let md = summary_markdown(reports, published)?;
-    write_atomic(&out.join("summary.md"), |f| Ok(f.write_all(md.as_bytes())?))?;
+    sekator_model::write_atomic(&out.join("summary.md"), md.as_bytes())?;
+    eval_summary(reports).write(out)?;
     Ok(md)
+}
+
+/// `summary.json`, the report stage's input: the measured models' scores (published rows left out).
+pub fn eval_summary(reports: &[ModelReport]) -> EvalSummary {
+    let sentence = sentence_tasks();
+    let models = reports
+        .iter()
+        .filter(|r| !r.tasks.is_empty())
+        .map(|r| ModelSummary {
+            model: r.name.clone(),
+            scores: TaskId::ALL
+                .iter()
+                .filter_map(|&t| Some((t.code().to_string(), r.score(t)?)))
+                .collect(),
+            mean_s: mean_of(r, &sentence),
+            mean_sw: mean_of(r, &TaskId::ALL),
+            cpu_ms: r
+                .speed
+                .as_ref()
+                .filter(|_| r.is_cpu())
+                .map(|s| s.ms_per_text),
+            size_mb: r.size_mb,
+            dim: r.dim,
+            texts_per_s: r.speed.as_ref().map(|s| s.batched_texts_per_s),
+        })
+        .collect();
+    EvalSummary { models }
 }
 
 #[cfg(test)]

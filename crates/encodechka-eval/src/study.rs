@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use polars::prelude::*;
+use sekator_pipeline::artifacts::distill::{DevMetrics, DistillSummary};
+use sekator_pipeline::artifacts::eval::{EvalSummary, ModelSummary, EVAL_SUMMARY_FILE};
+use sekator_pipeline::artifacts::size::Report as SizeFile;
 use sekator_pipeline::{Manifest, RunConfig, Stage};
 use serde::Deserialize;
 
@@ -50,58 +53,21 @@ pub struct Row {
     pub texts_per_s: Option<f64>,
 }
 
-fn num(v: &serde_json::Value) -> Option<f64> {
-    v.as_f64()
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "reading {} (run the stage that writes it first: `just pipeline`)",
-            path.display()
-        )
-    })?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// Rows of `eval/summary.csv` by model name.
-fn read_summary(path: &Path) -> Result<Vec<Row>> {
-    if !path.is_file() {
-        bail!(
-            "{}: missing (run the eval stage first: `just eval CONFIG`)",
-            path.display()
-        );
+/// The report's row of a measured model from the eval stage's summary.
+fn row_of(m: &ModelSummary) -> Row {
+    Row {
+        model: m.model.clone(),
+        scores: TaskId::ALL
+            .iter()
+            .map(|t| m.scores.get(t.code()).copied())
+            .collect(),
+        mean_s: m.mean_s,
+        mean_sw: m.mean_sw,
+        size_mb: m.size_mb,
+        cpu_ms: m.cpu_ms,
+        texts_per_s: m.texts_per_s,
+        ..Default::default()
     }
-    let df = CsvReadOptions::default()
-        .with_has_header(true)
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))?
-        .finish()
-        .with_context(|| format!("reading {}", path.display()))?;
-    let f = |name: &str, i: usize| -> Option<f64> {
-        let c = df.column(name).ok()?;
-        match c.get(i).ok()? {
-            AnyValue::Null => None,
-            v => v.extract::<f64>(),
-        }
-    };
-    let models = df
-        .column("model")
-        .with_context(|| format!("{}: no column `model`", path.display()))?;
-    let mut rows = vec![];
-    for i in 0..df.height() {
-        let model = models.get(i)?.get_str().unwrap_or_default().to_string();
-        rows.push(Row {
-            scores: TaskId::ALL.iter().map(|t| f(t.code(), i)).collect(),
-            mean_s: f("mean_s", i),
-            mean_sw: f("mean_sw", i),
-            size_mb: f("size_mb", i),
-            cpu_ms: f("cpu_ms", i),
-            texts_per_s: f("texts_per_s", i),
-            model,
-            ..Default::default()
-        });
-    }
-    Ok(rows)
 }
 
 /// Everything the report shows.
@@ -110,8 +76,9 @@ pub struct Study {
     pub published: Vec<PublishedRow>,
     /// (stage, seconds) from the manifests.
     pub stage_seconds: Vec<(String, f64)>,
-    pub size: serde_json::Value,
-    pub distill: serde_json::Value,
+    pub size: SizeFile,
+    /// `None` before the distillation finished (the report then leaves its line out).
+    pub distill: Option<DistillSummary>,
     pub run_name: String,
 }
 
@@ -119,19 +86,24 @@ pub struct Study {
 pub fn gather(rc: &RunConfig) -> Result<Study> {
     let section: ReportSection = rc.section("report")?;
     let eval = rc.stage_dir(Stage::Eval);
-    let summary = read_summary(&eval.join("summary.csv"))?;
-    let size = read_json(&rc.stage_dir(Stage::Surgery).join("size.json"))?;
+    let summary = EvalSummary::read(&eval)?;
+    let size = SizeFile::read(&rc.stage_dir(Stage::Surgery))?;
     let mut rows = vec![];
     for name in MODELS {
-        let Some(mut r) = summary.iter().find(|r| r.model == name).cloned() else {
+        let Some(m) = summary.model(name) else {
             bail!(
                 "{}: no row for `{name}` (was the eval stage run with this config?)",
-                eval.join("summary.csv").display()
+                eval.join(EVAL_SUMMARY_FILE).display()
             );
         };
-        let side = if name == "teacher" { "before" } else { "after" };
-        r.params_m = num(&size[side]["params"]["total"]).map(|p| p / 1e6);
-        r.mflops_per_token = num(&size[side]["flops_per_token"]).map(|f| f / 1e6);
+        let mut r = row_of(m);
+        let side = if name == "teacher" {
+            &size.before
+        } else {
+            &size.after
+        };
+        r.params_m = Some(side.params.total as f64 / 1e6);
+        r.mflops_per_token = Some(side.flops_per_token as f64 / 1e6);
         rows.push(r);
     }
     let all = report::parse_published(report::PUBLISHED_CSV)?;
@@ -152,9 +124,7 @@ pub fn gather(rc: &RunConfig) -> Result<Study> {
             stage_seconds.push((stage.to_string(), m.seconds));
         }
     }
-    let distill = Manifest::read(&rc.stage_dir(Stage::Distill))
-        .map(|m| m.results)
-        .unwrap_or_default();
+    let distill = DistillSummary::read(&rc.stage_dir(Stage::Distill)).ok();
     Ok(Study {
         rows,
         published,
@@ -243,13 +213,11 @@ impl Study {
     /// `report.md`: the table plus the headline ratios and stage times.
     pub fn markdown(&self, df: &DataFrame) -> String {
         let mut s = format!("# sekator run `{}`\n\n", self.run_name);
-        let r = &self.size["ratios"];
-        if let (Some(p), Some(f)) = (num(&r["params_total"]), num(&r["flops_per_token"])) {
-            s.push_str(&format!(
-                "Pruning: {p:.2}x fewer parameters, {f:.2}x fewer encoder FLOPs per token (sequence length {}).\n",
-                self.size["after"]["flops_seq_len"].as_u64().unwrap_or(128)
-            ));
-        }
+        let r = &self.size.ratios;
+        s.push_str(&format!(
+            "Pruning: {:.2}x fewer parameters, {:.2}x fewer encoder FLOPs per token (sequence length {}).\n",
+            r.params_total, r.flops_per_token, self.size.after.flops_seq_len
+        ));
         let (t, p, d) = (&self.rows[0], &self.rows[1], &self.rows[2]);
         if let (Some(tm), Some(pm), Some(dm)) = (t.mean_s, p.mean_s, d.mean_s) {
             s.push_str(&format!(
@@ -258,13 +226,14 @@ impl Study {
                 100.0 * (dm - tm) / tm
             ));
         }
-        let d = &self.distill;
-        if let Some(steps) = d["total_steps"].as_u64() {
+        if let Some(d) = &self.distill {
+            let mse = |m: Option<DevMetrics>| m.map_or(f64::NAN, |m| m.mse as f64);
             s.push_str(&format!(
-                "Distillation: {steps} steps, {:.1} pairs/s; dev MSE to teacher {:.5} -> {:.5}.\n",
-                d["pairs_per_s"].as_f64().unwrap_or(f64::NAN),
-                d["eval_first"]["mse"].as_f64().unwrap_or(f64::NAN),
-                d["eval_last"]["mse"].as_f64().unwrap_or(f64::NAN),
+                "Distillation: {} steps, {:.1} pairs/s; dev MSE to teacher {:.5} -> {:.5}.\n",
+                d.total_steps,
+                d.pairs_per_s,
+                mse(d.eval_first),
+                mse(d.eval_last),
             ));
         }
         s.push('\n');
@@ -311,11 +280,7 @@ pub fn write(study: &Study, out: &Path) -> Result<(String, PathBuf)> {
     let mut df = study.frame()?;
     let md = study.markdown(&df);
     report::write_csv(&out.join("report.csv"), &mut df)?;
-    report::write_atomic(&out.join("report.md"), |f| {
-        use std::io::Write;
-        f.write_all(md.as_bytes())
-            .with_context(|| format!("writing {}", out.join("report.md").display()))
-    })?;
+    sekator_model::write_atomic(&out.join("report.md"), md.as_bytes())?;
     let png = out.join("quality_vs_speed.png");
     if let Err(e) = study.plot(&png) {
         tracing::warn!("{e:#}");
@@ -331,7 +296,11 @@ pub fn update_cards(study: &Study, rc: &RunConfig) -> Result<Vec<PathBuf>> {
     let mut done = vec![];
     for (name, dir) in [
         ("pruned", rc.stage_dir(Stage::Surgery)),
-        ("distilled", rc.stage_dir(Stage::Distill).join(sekator_pipeline::stage::DISTILLED_MODEL)),
+        (
+            "distilled",
+            rc.stage_dir(Stage::Distill)
+                .join(sekator_pipeline::stage::DISTILLED_MODEL),
+        ),
     ] {
         let Some(row) = study.rows.iter().find(|r| r.model == name) else {
             continue;

@@ -97,7 +97,12 @@ fn section_lines<'a>(text: &'a str, section: &'a str) -> impl Iterator<Item = (&
 
 /// `path = "..."` inside an inline table value.
 fn path_value(v: &str) -> Option<&str> {
-    let rest = v.split("path").nth(1)?.trim_start().strip_prefix('=')?.trim_start();
+    let rest = v
+        .split("path")
+        .nth(1)?
+        .trim_start()
+        .strip_prefix('=')?
+        .trim_start();
     rest.strip_prefix('"')?.split('"').next()
 }
 
@@ -168,9 +173,15 @@ mod tests {
         write(&r.join("crates/a/src/lib.rs"), "// a\n");
         write(&r.join("crates/a/README.md"), "a\n");
         write(&r.join("crates/a/tests/t.rs"), "// test\n");
-        write(&r.join("crates/b/Cargo.toml"), "[package]\nname = \"sekator-b\"\n");
+        write(
+            &r.join("crates/b/Cargo.toml"),
+            "[package]\nname = \"sekator-b\"\n",
+        );
         write(&r.join("crates/b/src/lib.rs"), "// b\n");
-        write(&r.join("crates/c/Cargo.toml"), "[package]\nname = \"sekator-c\"\n");
+        write(
+            &r.join("crates/c/Cargo.toml"),
+            "[package]\nname = \"sekator-c\"\n",
+        );
         write(&r.join("crates/c/src/lib.rs"), "// c\n");
         t
     }

@@ -22,8 +22,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use sekator_model::backend::{self, AutodiffTask, DeviceKind};
 use sekator_model::rng::SplitMix64;
 use sekator_model::{
-    checkpoint_hash, file_hash, BertConfig, BertModel, Encoder, ModelError, Pooling,
-    UnitMasks,
+    checkpoint_hash, file_hash, BertConfig, BertModel, Encoder, ModelError, Pooling, UnitMasks,
 };
 use serde::{Deserialize, Serialize};
 

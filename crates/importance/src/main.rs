@@ -186,7 +186,11 @@ fn main() -> ExitCode {
         (derived, defaults)
     });
     let locked = parsed.and_then(|(a, rc)| {
-        let lock = lock_stage(rc.map(|c| c.run_dir()).as_deref(), &a.out, Stage::Importance)?;
+        let lock = lock_stage(
+            rc.map(|c| c.run_dir()).as_deref(),
+            &a.out,
+            Stage::Importance,
+        )?;
         Ok((a, lock))
     });
     let (args, _lock) = match locked {

@@ -121,12 +121,7 @@ impl ImportanceMeta {
 
     pub fn manifest(&self) -> Manifest {
         let k = self.validate.as_ref().map(|v| v.k).unwrap_or(0);
-        let mut m = Manifest::new(
-            STAGE,
-            self.settings(k),
-            self.inputs(),
-            env!("SEKATOR_CODE"),
-        );
+        let mut m = Manifest::new(STAGE, self.settings(k), self.inputs(), env!("SEKATOR_CODE"));
         m.seconds = self.seconds;
         m.results = serde_json::json!({
             "mean_loss": self.mean_loss,

@@ -14,7 +14,6 @@ use sekator_model::ModelError;
 /// Sections a config file may contain.
 pub const SECTIONS: [&str; 6] = ["run", "importance", "surgery", "distill", "eval", "report"];
 
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RunSection {

@@ -4,6 +4,7 @@
 //!
 //! The stages still talk only through files; this crate is the one reader and writer of those joins.
 
+pub mod artifacts;
 pub mod config;
 pub mod lock;
 pub mod manifest;

@@ -10,10 +10,15 @@ use sekator_model::ModelError;
 
 pub const LOCK_FILE: &str = ".sekator.lock";
 
+/// Names the lock file a process holds, for its children: a stage's own child processes (distill's
+/// precision probes and teacher-cache fill) run under their parent's lock instead of being refused by it.
+const HELD_ENV: &str = "SEKATOR_RUN_LOCK";
+
 /// Held for the lifetime of the value.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    /// `None` in a child running under its parent's lock.
+    file: Option<File>,
     pub path: PathBuf,
 }
 
@@ -36,11 +41,18 @@ impl RunLock {
     }
 
     fn acquire_file(path: &Path, what: &str) -> Result<RunLock, ModelError> {
+        if held_by_parent(path) {
+            return Ok(RunLock {
+                file: None,
+                path: path.to_path_buf(),
+            });
+        }
         // The holder deletes the file when it is done; a process that opened it just before may then lock
         // the deleted file, so a lock counts only while `path` is still the file locked.
         loop {
             let lock = Self::try_once(path, what)?;
-            if same_file(&lock._file, path) {
+            if lock.file.as_ref().is_some_and(|f| same_file(f, path)) {
+                std::env::set_var(HELD_ENV, path);
                 return Ok(lock);
             }
         }
@@ -60,7 +72,11 @@ impl RunLock {
                 let mut holder = String::new();
                 file.read_to_string(&mut holder).ok();
                 let holder = holder.trim();
-                let holder = if holder.is_empty() { "another process" } else { holder };
+                let holder = if holder.is_empty() {
+                    "another process"
+                } else {
+                    holder
+                };
                 return Err(ModelError::Other(format!(
                     "{}: the run is in use by {holder}; wait for it to finish or stop it (the lock goes \
                      with the process; nothing to delete)",
@@ -76,7 +92,7 @@ impl RunLock {
             .and_then(|_| file.flush())
             .map_err(|e| ModelError::io(path, e))?;
         Ok(RunLock {
-            _file: file,
+            file: Some(file),
             path: path.to_path_buf(),
         })
     }
@@ -85,8 +101,24 @@ impl RunLock {
 impl Drop for RunLock {
     /// Removes the file while still holding the lock (see `acquire_file` for why that is safe).
     fn drop(&mut self) {
-        std::fs::remove_file(&self.path).ok();
+        if self.file.is_some() {
+            std::fs::remove_file(&self.path).ok();
+        }
     }
+}
+
+/// Whether `path` is the lock our parent process holds (it said so in `SEKATOR_RUN_LOCK`, and the file
+/// names its PID).
+#[cfg(unix)]
+fn held_by_parent(path: &Path) -> bool {
+    let named = std::env::var_os(HELD_ENV).is_some_and(|v| Path::new(&v) == path);
+    let parent = format!("PID {} ", std::os::unix::process::parent_id());
+    named && std::fs::read_to_string(path).is_ok_and(|t| t.starts_with(&parent))
+}
+
+#[cfg(not(unix))]
+fn held_by_parent(_: &Path) -> bool {
+    false
 }
 
 #[cfg(unix)]
@@ -124,13 +156,18 @@ mod tests {
     fn a_second_holder_is_refused_with_the_first_ones_pid() {
         let dir = tempfile::tempdir().unwrap();
         let first = RunLock::acquire(dir.path(), "distill").unwrap();
-        let e = RunLock::acquire(dir.path(), "eval").unwrap_err().to_string();
+        let e = RunLock::acquire(dir.path(), "eval")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains(&format!("PID {} (distill)", std::process::id())),
             "{e}"
         );
         drop(first);
-        assert!(!dir.path().join(LOCK_FILE).exists(), "a released lock leaves no file");
+        assert!(
+            !dir.path().join(LOCK_FILE).exists(),
+            "a released lock leaves no file"
+        );
         let _second = RunLock::acquire(dir.path(), "eval").unwrap();
         assert!(dir.path().join(LOCK_FILE).exists());
     }

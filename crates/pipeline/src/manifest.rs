@@ -79,8 +79,10 @@ impl Manifest {
         if self.config != old.config {
             let keys = match (&self.config, &old.config) {
                 (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
-                    let a: BTreeMap<_, _> = a.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-                    let b: BTreeMap<_, _> = b.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+                    let a: BTreeMap<_, _> =
+                        a.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+                    let b: BTreeMap<_, _> =
+                        b.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
                     changed_keys(&a, &b)
                 }
                 _ => vec![],
@@ -104,7 +106,11 @@ impl Manifest {
     pub fn lineage(&self) -> String {
         let mut h = Sha256::new();
         h.update(self.code.as_bytes());
-        for (k, v) in self.inputs.iter().filter(|(k, _)| k.starts_with(CODE_INPUT)) {
+        for (k, v) in self
+            .inputs
+            .iter()
+            .filter(|(k, _)| k.starts_with(CODE_INPUT))
+        {
             h.update(format!("\n{k}={v}").as_bytes());
         }
         hex::encode(&h.finalize()[..8])
@@ -167,14 +173,22 @@ mod tests {
 
     fn m(code: &str, steps: u64, data: &str) -> Manifest {
         let inputs = BTreeMap::from([("data".to_string(), data.to_string())]);
-        Manifest::new("distill", serde_json::json!({"steps": steps, "lr": 1e-4}), inputs, code)
+        Manifest::new(
+            "distill",
+            serde_json::json!({"steps": steps, "lr": 1e-4}),
+            inputs,
+            code,
+        )
     }
 
     #[test]
     fn reasons_name_what_changed() {
         let base = m("a", 40, "h1");
         assert_eq!(base.rerun_reason(&base.clone()), None);
-        assert_eq!(m("b", 40, "h1").rerun_reason(&base).unwrap(), "code changed");
+        assert_eq!(
+            m("b", 40, "h1").rerun_reason(&base).unwrap(),
+            "code changed"
+        );
         assert_eq!(
             m("a", 60, "h1").rerun_reason(&base).unwrap(),
             "config key `steps` changed"

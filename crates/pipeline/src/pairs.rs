@@ -6,8 +6,8 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use sekator_model::ModelError;
 use sekator_model::rng::SplitMix64;
+use sekator_model::ModelError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair {

@@ -24,9 +24,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use sekator_model::{
-    checkpoint_hash, file_hash, read_config, write_atomic, Cpu, Encoder,
-};
+use sekator_model::{checkpoint_hash, file_hash, read_config, write_atomic, Cpu, Encoder};
 use sekator_pipeline::Manifest;
 
 pub use checkpoint::Checkpoint;
@@ -35,7 +33,7 @@ pub use plan::{Count, Limits, Plan, Resolved, Rule, Scores, Targets};
 pub use size::{BenchOptions, Report, SizeReport};
 
 pub const PLAN_FILE: &str = "plan.json";
-pub const SIZE_FILE: &str = "size.json";
+pub use size::SIZE_FILE;
 pub const STAGE: &str = "surgery";
 
 /// Where the plan comes from.
@@ -178,12 +176,6 @@ fn publish(tmp: TempDir, out: &Path) -> Result<(), SurgeryError> {
     Ok(())
 }
 
-fn write_json(path: &Path, v: &impl Serialize) -> Result<(), SurgeryError> {
-    let text =
-        serde_json::to_string_pretty(v).map_err(|e| SurgeryError::Other(e.to_string()))? + "\n";
-    Ok(write_atomic(path, text.as_bytes())?)
-}
-
 /// Runs the stage: resolve the plan, check it, cut (in `steps` steps), write the output atomically with
 /// `plan.json`, `size.json` and `manifest.json`, and report sizes before and after.
 pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcome, SurgeryError> {
@@ -274,7 +266,7 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
     let has_pooler = sekator_model::SafetensorsWeights::open_dir(&opts.model)?
         .shape("pooler.dense.weight")
         .is_some();
-    let before = SizeReport::of_dir(&opts.model, &cfg, has_pooler)?;
+    let before = size::of_dir(&opts.model, &cfg, has_pooler)?;
 
     if opts.dry_run {
         if steps > 1 {
@@ -295,13 +287,7 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         if !opts.overwrite {
             let fresh = sekator_pipeline::freshness(&out, &manifest);
             if fresh.is_ok() && out.join(SIZE_FILE).exists() {
-                let report: Report = serde_json::from_str(
-                    &std::fs::read_to_string(out.join(SIZE_FILE))
-                        .map_err(|e| SurgeryError::io(&out, e))?,
-                )
-                .map_err(|e| {
-                    SurgeryError::Other(format!("{}: {e}", out.join(SIZE_FILE).display()))
-                })?;
+                let report = Report::read(&out)?;
                 let plan = Plan::read(&out.join(PLAN_FILE))?;
                 return Ok(Outcome {
                     plan: plan.clone(),
@@ -376,7 +362,7 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
 
     // 4. Sizes (and timing) before and after, from the written files.
     let after_cfg = read_config(tmp.path())?;
-    let mut after = SizeReport::of_dir(tmp.path(), &after_cfg, ck.has_pooler())?;
+    let mut after = size::of_dir(tmp.path(), &after_cfg, ck.has_pooler())?;
     let mut before = before;
     let bench = match &opts.bench {
         Some(b) if b.texts > 0 => {
@@ -398,7 +384,7 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
     };
     let report = Report::new(before, after, bench);
     write_atomic(&tmp.path().join(PLAN_FILE), total.to_json().as_bytes())?;
-    write_json(&tmp.path().join(SIZE_FILE), &report)?;
+    report.write(tmp.path())?;
     manifest.seconds = t0.elapsed().as_secs_f64();
     manifest.results = serde_json::json!({
         "ratios": report.ratios,

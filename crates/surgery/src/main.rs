@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use sekator_importance::{ImportanceOptions, Scores};
-use sekator_pipeline::{flag, lock_stage, parse_stage_args, Stage};
 use sekator_model::DeviceKind;
+use sekator_pipeline::{flag, lock_stage, parse_stage_args, Stage};
 use sekator_surgery::{run, BenchOptions, Limits, Options, PlanSource, Rule};
 
 const AFTER_HELP: &str = "\
@@ -241,7 +241,7 @@ fn real_main() -> Result<()> {
         "heads per layer: {:?} -> {:?}\nFFN widths:      {:?} -> {:?}",
         r.before.heads_per_layer, r.after.heads_per_layer, r.before.ffn_sizes, r.after.ffn_sizes
     );
-    println!("{}", r.table_string());
+    println!("{}", sekator_surgery::size::table_string(r));
     if let Some(f) = r.after.file {
         println!(
             "parameters in the written safetensors: {} (analytic {})",

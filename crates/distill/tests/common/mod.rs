@@ -134,3 +134,54 @@ pub fn max_abs_diff(a: &Path, b: &Path) -> f32 {
     }
     m
 }
+
+/// Cuts `path` to half its length (a checkpoint file damaged after it was written).
+pub fn truncate_half(path: &Path) {
+    let len = std::fs::metadata(path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(len / 2).unwrap();
+}
+
+/// Flips one byte in the middle of `path` (same length, other content).
+pub fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Rewrites the `state.json` of checkpoint `dir` through `edit` (on its JSON).
+pub fn edit_state(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join(sekator_distill::checkpoint::STATE_FILE);
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Runs `f` with a tracing subscriber on this thread that records every event at info and above; returns
+/// `f`'s result and the log text.
+pub fn with_log<T>(f: impl FnOnce() -> T) -> (T, String) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).to_string();
+    (out, text)
+}

@@ -1,0 +1,62 @@
+//! `eval/summary.json`: encodechka scores per measured model (written by the eval stage, read by the report).
+//! `summary.csv` and `summary.md` beside it are for people and carry the published rows too.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use sekator_model::{write_atomic, ModelError};
+
+pub const EVAL_SUMMARY_FILE: &str = "summary.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSummary {
+    pub models: Vec<ModelSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// The eval stage's `--name` (`teacher`, `pruned`, `distilled` in a pipeline run).
+    pub model: String,
+    /// encodechka task code (`sts`, `pi`, ..., `ne2`) -> score, for the tasks that ran.
+    pub scores: BTreeMap<String, f64>,
+    /// Mean over the sentence tasks / over all ten, when every one of them ran.
+    pub mean_s: Option<f64>,
+    pub mean_sw: Option<f64>,
+    /// Milliseconds per text on the CPU (encodechka's speed column); `None` on another device.
+    pub cpu_ms: Option<f64>,
+    pub size_mb: Option<f64>,
+    pub dim: usize,
+    /// Batched throughput on the device the run used.
+    pub texts_per_s: Option<f64>,
+}
+
+impl EvalSummary {
+    pub fn model(&self, name: &str) -> Option<&ModelSummary> {
+        self.models.iter().find(|m| m.model == name)
+    }
+
+    /// Reads `dir/summary.json`, naming the file and the stage that writes it when missing or damaged.
+    pub fn read(dir: &Path) -> Result<EvalSummary, ModelError> {
+        let path = dir.join(EVAL_SUMMARY_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ModelError::Other(format!(
+                "{}: {e} (the eval stage writes it: `just eval CONFIG`)",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            ModelError::Other(format!(
+                "{}: {e} (rerun the eval stage with --force to rewrite it)",
+                path.display()
+            ))
+        })
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| ModelError::Other(e.to_string()))?;
+        write_atomic(&dir.join(EVAL_SUMMARY_FILE), (text + "\n").as_bytes())
+    }
+}
