@@ -16,8 +16,9 @@ use sekator_pipeline::Manifest;
 use crate::benchmark::{evaluate, EvalOptions, ModelReport};
 use crate::model_embedder::ModelEmbedder;
 use crate::npy_embedder::NpyEmbedder;
-use crate::report::{self, PUBLISHED_CSV};
+use crate::report;
 use crate::tasks::{missing_files, TaskId, TaskInput, SPEED_FILE};
+use sekator_pipeline::tables::{parse_published, PUBLISHED_CSV};
 
 /// encodechka, the Russian sentence-encoder benchmark, reproduced exactly (scikit-learn parity).
 ///
@@ -266,8 +267,8 @@ pub fn run(cli: Cli) -> Result<bool> {
 
     let published = match &cli.published {
         None => vec![],
-        Some(p) if p.as_os_str().is_empty() => report::parse_published(PUBLISHED_CSV)?,
-        Some(p) => report::parse_published(
+        Some(p) if p.as_os_str().is_empty() => parse_published(PUBLISHED_CSV)?,
+        Some(p) => parse_published(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         )?,
     };

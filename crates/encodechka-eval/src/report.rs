@@ -4,85 +4,14 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use polars::prelude::*;
 
 use sekator_pipeline::artifacts::eval::{EvalSummary, ModelSummary};
+use sekator_pipeline::tables::{markdown, write_csv, PublishedRow, PUBLISHED_MARK};
 
 use crate::benchmark::ModelReport;
 use crate::tasks::TaskId;
-
-/// The published leaderboard shipped with the repository (`data/published/encodechka_leaderboard.csv`).
-pub const PUBLISHED_CSV: &str = include_str!("../../../data/published/encodechka_leaderboard.csv");
-
-/// Suffix marking published rows beside measured ones.
-pub const PUBLISHED_MARK: &str = " (published)";
-
-/// One leaderboard row as published.
-#[derive(Clone, Debug)]
-pub struct PublishedRow {
-    pub model: String,
-    pub scores: Vec<(TaskId, f64)>,
-    pub mean_s: f64,
-    pub mean_sw: Option<f64>,
-    pub cpu_ms: Option<f64>,
-    pub gpu_ms: Option<f64>,
-    pub size_mb: Option<f64>,
-    pub dim: Option<i64>,
-    pub source: String,
-}
-
-fn f64_at(col: &Column, i: usize) -> Option<f64> {
-    match col.get(i).ok()? {
-        AnyValue::Null => None,
-        AnyValue::String(s) => s.trim().parse().ok(),
-        v => v.extract::<f64>(),
-    }
-}
-
-/// Parses a leaderboard CSV (the shipped one when `text` is [`PUBLISHED_CSV`]).
-pub fn parse_published(text: &str) -> Result<Vec<PublishedRow>> {
-    let df = CsvReadOptions::default()
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .into_reader_with_file_handle(std::io::Cursor::new(text.as_bytes().to_vec()))
-        .finish()
-        .context("parsing the published leaderboard")?;
-    let col = |name: &str| {
-        df.column(name)
-            .with_context(|| format!("published leaderboard: no column `{name}`"))
-    };
-    let mut rows = Vec::new();
-    for i in 0..df.height() {
-        let model = col("model")?
-            .get(i)?
-            .get_str()
-            .unwrap_or_default()
-            .to_string();
-        let mut scores = Vec::new();
-        for t in TaskId::ALL {
-            if let Some(v) = f64_at(col(t.code())?, i) {
-                scores.push((t, v));
-            }
-        }
-        rows.push(PublishedRow {
-            model,
-            scores,
-            mean_s: f64_at(col("mean_s")?, i).unwrap_or(f64::NAN),
-            mean_sw: f64_at(col("mean_sw")?, i),
-            cpu_ms: f64_at(col("cpu_ms")?, i),
-            gpu_ms: f64_at(col("gpu_ms")?, i),
-            size_mb: f64_at(col("size_mb")?, i),
-            dim: f64_at(col("dim")?, i).map(|d| d as i64),
-            source: col("source")?
-                .get(i)?
-                .get_str()
-                .unwrap_or_default()
-                .to_string(),
-        });
-    }
-    Ok(rows)
-}
 
 /// Mean over `tasks` when every one of them has a score.
 fn mean_of(r: &ModelReport, tasks: &[TaskId]) -> Option<f64> {
@@ -152,7 +81,12 @@ pub fn summary_frame(reports: &[ModelReport], published: &[PublishedRow]) -> Res
     for p in published {
         model.push(format!("{}{PUBLISHED_MARK}", p.model));
         for (k, t) in TaskId::ALL.iter().enumerate() {
-            task_cols[k].push(p.scores.iter().find(|(pt, _)| pt == t).map(|(_, v)| *v));
+            task_cols[k].push(
+                p.scores
+                    .iter()
+                    .find(|(pt, _)| *pt == t.code())
+                    .map(|(_, v)| *v),
+            );
         }
         mean_s.push(Some(p.mean_s));
         mean_sw.push(p.mean_sw);
@@ -199,50 +133,6 @@ pub fn timings_frame(reports: &[ModelReport]) -> Result<DataFrame> {
         Column::new("embed_s".into(), embed_s),
         Column::new("classify_s".into(), classify_s),
     ])?)
-}
-
-fn cell(v: AnyValue, decimals: usize) -> String {
-    match v {
-        AnyValue::Null => String::new(),
-        AnyValue::Float64(x) if x.is_nan() => "nan".into(),
-        AnyValue::Float64(x) => format!("{x:.decimals$}"),
-        AnyValue::Float32(x) => format!("{x:.decimals$}"),
-        AnyValue::String(s) => s.replace('|', "\\|"),
-        AnyValue::StringOwned(s) => s.replace('|', "\\|"),
-        other => other.to_string().trim_matches('"').to_string(),
-    }
-}
-
-/// A frame as a Markdown table (floats to `decimals` places, numbers right-aligned).
-pub fn markdown(df: &DataFrame, decimals: usize) -> String {
-    let cols = df.get_columns();
-    let mut s = String::new();
-    s.push_str(&format!(
-        "| {} |\n",
-        cols.iter()
-            .map(|c| c.name().as_str())
-            .collect::<Vec<_>>()
-            .join(" | ")
-    ));
-    let align: Vec<&str> = cols
-        .iter()
-        .map(|c| {
-            if c.dtype().is_primitive_numeric() {
-                "---:"
-            } else {
-                ":---"
-            }
-        })
-        .collect();
-    s.push_str(&format!("|{}|\n", align.join("|")));
-    for i in 0..df.height() {
-        let row: Vec<String> = cols
-            .iter()
-            .map(|c| cell(c.get(i).unwrap_or(AnyValue::Null), decimals))
-            .collect();
-        s.push_str(&format!("| {} |\n", row.join(" | ")));
-    }
-    s
 }
 
 /// `summary.md`: encodechka's two README tables (models; tasks), then best variants, timings and failures.
@@ -354,16 +244,6 @@ pub fn summary_markdown(reports: &[ModelReport], published: &[PublishedRow]) -> 
     Ok(md)
 }
 
-/// Writes `df` as CSV with a header to `path`, atomically.
-pub fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
-    let mut bytes = vec![];
-    CsvWriter::new(&mut bytes)
-        .include_header(true)
-        .finish(df)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(sekator_model::write_atomic(path, &bytes)?)
-}
-
 /// Writes scores.csv, summary.csv, timings.csv and summary.md into `out`; returns the Markdown.
 pub fn write_all(
     out: &Path,
@@ -414,6 +294,7 @@ mod tests {
     use super::*;
     use crate::benchmark::{Speed, TaskRun};
     use crate::tasks::{TaskOutcome, VariantScore};
+    use sekator_pipeline::tables::{parse_published, PUBLISHED_CSV};
 
     fn report() -> ModelReport {
         let run = |task, score: f64| TaskRun {
@@ -453,6 +334,18 @@ mod tests {
             }),
             error: None,
         }
+    }
+
+    #[test]
+    fn the_pipelines_task_codes_are_ours() {
+        let codes: Vec<&str> = TaskId::ALL.iter().map(|t| t.code()).collect();
+        assert_eq!(codes, sekator_pipeline::artifacts::eval::TASKS);
+        let words: Vec<&str> = TaskId::ALL
+            .iter()
+            .filter(|t| t.is_word_task())
+            .map(|t| t.code())
+            .collect();
+        assert_eq!(words, sekator_pipeline::artifacts::eval::WORD_TASKS);
     }
 
     #[test]
@@ -520,14 +413,24 @@ mod tests {
     fn outputs_are_written() {
         let dir = tempfile::tempdir().unwrap();
         write_all(dir.path(), &[report()], &[]).unwrap();
-        for f in ["scores.csv", "summary.csv", "timings.csv", "summary.md"] {
+        for f in [
+            "scores.csv",
+            "summary.csv",
+            "timings.csv",
+            "summary.md",
+            "summary.json",
+        ] {
             assert!(dir.path().join(f).is_file(), "{f}");
         }
+        let summary = EvalSummary::read(dir.path()).unwrap();
+        let m = summary.model(&report().name).unwrap();
+        assert_eq!(m.scores.len(), report().tasks.len());
+        assert_eq!(m.scores["STS"], report().score(TaskId::Sts).unwrap());
         let header = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
         assert!(header.starts_with(
             "model,STS,PI,NLI,SA,TI,IA,IC,ICX,NE1,NE2,mean_s,mean_sw,cpu_ms,size_mb,dim,texts_per_s\n"
         ));
         // no temporary files left behind
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5);
     }
 }

@@ -2,14 +2,18 @@
 //! directories, manifests (settings, input hashes and code fingerprints, so a rerun skips what is still
 //! valid), the run-directory lock, and the en-ru pair data.
 //!
-//! The stages still talk only through files; this crate is the one reader and writer of those joins.
+//! The stages still talk only through files; the typed ones ([`artifacts`]) are defined here, each with one
+//! writer (its stage) and one reader. The `report` binary (the last stage) and the time estimate live here
+//! too: they only read what the stages wrote.
 
 pub mod artifacts;
 pub mod config;
 pub mod lock;
 pub mod manifest;
 pub mod pairs;
+pub mod report;
 pub mod stage;
+pub mod tables;
 
 pub use config::{flag, parse_stage_args, RunConfig, RunSection};
 pub use lock::{lock_stage, RunLock};

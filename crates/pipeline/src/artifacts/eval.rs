@@ -10,6 +10,14 @@ use sekator_model::{write_atomic, ModelError};
 
 pub const EVAL_SUMMARY_FILE: &str = "summary.json";
 
+/// encodechka's task codes in its column order (the eval stage's `TaskId::ALL`, checked there).
+pub const TASKS: [&str; 10] = [
+    "STS", "PI", "NLI", "SA", "TI", "IA", "IC", "ICX", "NE1", "NE2",
+];
+
+/// The word-level tasks (NER); the other eight are the sentence tasks of Mean S.
+pub const WORD_TASKS: [&str; 2] = ["NE1", "NE2"];
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalSummary {
     pub models: Vec<ModelSummary>,

@@ -6,9 +6,9 @@
 
 use std::fmt::Write as _;
 
+use crate::{Manifest, RunConfig, Stage};
 use anyhow::{Context, Result};
 use sekator_model::BertConfig;
-use sekator_pipeline::{Manifest, RunConfig, Stage};
 use serde::Deserialize;
 
 /// Throughputs on 2 CPU cores (Intel Xeon, 2026-11-28), MiniLM, after the CPU forward work of that day.

@@ -6,16 +6,15 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::artifacts::distill::{DevMetrics, DistillSummary};
+use crate::artifacts::eval::{EvalSummary, ModelSummary, EVAL_SUMMARY_FILE};
+use crate::artifacts::size::Report as SizeFile;
+use crate::{Manifest, RunConfig, Stage};
 use anyhow::{bail, Context, Result};
 use polars::prelude::*;
-use sekator_pipeline::artifacts::distill::{DevMetrics, DistillSummary};
-use sekator_pipeline::artifacts::eval::{EvalSummary, ModelSummary, EVAL_SUMMARY_FILE};
-use sekator_pipeline::artifacts::size::Report as SizeFile;
-use sekator_pipeline::{Manifest, RunConfig, Stage};
 use serde::Deserialize;
 
-use crate::report::{self, PublishedRow, PUBLISHED_MARK};
-use crate::tasks::TaskId;
+use crate::tables::{self, PublishedRow, PUBLISHED_MARK, TASKS};
 
 /// `[report]` of a pipeline config.
 #[derive(Debug, Clone, Deserialize)]
@@ -57,10 +56,7 @@ pub struct Row {
 fn row_of(m: &ModelSummary) -> Row {
     Row {
         model: m.model.clone(),
-        scores: TaskId::ALL
-            .iter()
-            .map(|t| m.scores.get(t.code()).copied())
-            .collect(),
+        scores: TASKS.iter().map(|t| m.scores.get(*t).copied()).collect(),
         mean_s: m.mean_s,
         mean_sw: m.mean_sw,
         size_mb: m.size_mb,
@@ -106,7 +102,7 @@ pub fn gather(rc: &RunConfig) -> Result<Study> {
         r.mflops_per_token = Some(side.flops_per_token as f64 / 1e6);
         rows.push(r);
     }
-    let all = report::parse_published(report::PUBLISHED_CSV)?;
+    let all = tables::parse_published(tables::PUBLISHED_CSV)?;
     let mut published = vec![];
     for want in &section.published {
         match all.iter().find(|p| &p.model == want) {
@@ -147,7 +143,7 @@ impl Study {
     pub fn frame(&self) -> Result<DataFrame> {
         let teacher = &self.rows[0];
         let mut model = vec![];
-        let mut scores: Vec<Vec<Option<f64>>> = vec![vec![]; TaskId::ALL.len()];
+        let mut scores: Vec<Vec<Option<f64>>> = vec![vec![]; TASKS.len()];
         let (mut ms, mut msw, mut dms, mut params, mut flops, mut mb, mut cpu, mut tps, mut speed) = (
             vec![],
             vec![],
@@ -179,7 +175,7 @@ impl Study {
         }
         for p in &self.published {
             model.push(format!("{}{PUBLISHED_MARK}", p.model));
-            for (k, t) in TaskId::ALL.iter().enumerate() {
+            for (k, t) in TASKS.iter().enumerate() {
                 scores[k].push(p.scores.iter().find(|(pt, _)| pt == t).map(|(_, v)| *v));
             }
             ms.push(Some(p.mean_s));
@@ -193,8 +189,8 @@ impl Study {
             speed.push(None);
         }
         let mut cols = vec![Column::new("model".into(), model)];
-        for (t, v) in TaskId::ALL.iter().zip(scores) {
-            cols.push(Column::new(t.code().into(), v));
+        for (t, v) in TASKS.iter().zip(scores) {
+            cols.push(Column::new((*t).into(), v));
         }
         cols.extend([
             Column::new("mean_s".into(), ms),
@@ -237,7 +233,7 @@ impl Study {
             ));
         }
         s.push('\n');
-        s.push_str(&report::markdown(df, 3));
+        s.push_str(&tables::markdown(df, 3));
         s.push_str("\nScores: encodechka tasks (max over embedding variants and classifiers); mean_s over the \
 8 sentence tasks, mean_sw over all 10. cpu_ms: ms per text, one text at a time (encodechka's CPU column, \
 measured on this machine for our rows); texts_per_s: batched. Published rows are from the encodechka README, \
@@ -279,7 +275,7 @@ measured elsewhere: compare their scores, not their times.\n");
 pub fn write(study: &Study, out: &Path) -> Result<(String, PathBuf)> {
     let mut df = study.frame()?;
     let md = study.markdown(&df);
-    report::write_csv(&out.join("report.csv"), &mut df)?;
+    tables::write_csv(&out.join("report.csv"), &mut df)?;
     sekator_model::write_atomic(&out.join("report.md"), md.as_bytes())?;
     let png = out.join("quality_vs_speed.png");
     if let Err(e) = study.plot(&png) {
@@ -299,7 +295,7 @@ pub fn update_cards(study: &Study, rc: &RunConfig) -> Result<Vec<PathBuf>> {
         (
             "distilled",
             rc.stage_dir(Stage::Distill)
-                .join(sekator_pipeline::stage::DISTILLED_MODEL),
+                .join(crate::stage::DISTILLED_MODEL),
         ),
     ] {
         let Some(row) = study.rows.iter().find(|r| r.model == name) else {
@@ -308,12 +304,12 @@ pub fn update_cards(study: &Study, rc: &RunConfig) -> Result<Vec<PathBuf>> {
         let Some(mut facts) = sekator_export::card::read_facts(&dir)? else {
             continue;
         };
-        let mut rows: Vec<sekator_export::card::TaskScore> = TaskId::ALL
+        let mut rows: Vec<sekator_export::card::TaskScore> = TASKS
             .iter()
             .enumerate()
             .filter_map(|(k, t)| {
                 row.scores[k].map(|v| sekator_export::card::TaskScore {
-                    task: t.code().into(),
+                    task: (*t).into(),
                     base: teacher.and_then(|r| r.scores[k]),
                     model: v,
                 })

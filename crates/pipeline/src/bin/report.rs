@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use sekator_encodechka::study;
+use sekator_pipeline::report::{estimate, study};
 use sekator_pipeline::{RunConfig, Stage};
 
 /// Teacher vs pruned (before distillation) vs distilled, beside published encodechka rows.
 ///
-/// Joins what the stages of a run wrote (runs/NAME/eval/summary.csv, runs/NAME/pruned/size.json, the stage
-/// manifests) into runs/NAME/report/: report.md (table, headline ratios, stage times), report.csv and
+/// Joins what the stages of a run wrote (runs/NAME/eval/summary.json, runs/NAME/pruned/size.json,
+/// runs/NAME/distill/summary.json, the stage manifests) into runs/NAME/report/: report.md (table, headline ratios, stage times), report.csv and
 /// quality_vs_speed.png. Every encodechka task, Mean S, Mean S+W, parameters, FLOPs per token, safetensors MB,
 /// CPU ms per text and batched throughput; Mean S change against the teacher in %. The [report] section of
 /// the config may set `published = ["cointegrated/LaBSE-en-ru", ...]` (names as in
@@ -38,7 +38,7 @@ struct Args {
 fn run(a: Args) -> Result<()> {
     let rc = RunConfig::load(&a.config)?;
     if a.estimate {
-        println!("{}", sekator_encodechka::estimate::estimate(&rc)?);
+        println!("{}", estimate::estimate(&rc)?);
         return Ok(());
     }
     let out = a.out.unwrap_or_else(|| rc.stage_dir(Stage::Report));
