@@ -18,6 +18,7 @@ use crate::model_embedder::ModelEmbedder;
 use crate::npy_embedder::NpyEmbedder;
 use crate::report;
 use crate::tasks::{missing_files, TaskId, TaskInput, SPEED_FILE};
+use sekator_pipeline::sections::EvalWork;
 use sekator_pipeline::tables::{parse_published, PUBLISHED_CSV};
 
 /// encodechka, the Russian sentence-encoder benchmark, reproduced exactly (scikit-learn parity).
@@ -46,22 +47,13 @@ pub struct Cli {
     /// Output directory for the tables (and the embedding cache, unless --cache says otherwise).
     #[arg(long, value_name = "DIR", default_value = "runs/encodechka")]
     pub out: PathBuf,
-    /// Comma-separated tasks (default: all): sts,pi,nli,sa,ti,ia,ic,icx,ne1,ne2.
-    #[arg(long, value_delimiter = ',')]
-    pub tasks: Vec<String>,
     #[arg(long, value_enum, default_value_t = DeviceKind::Auto)]
     pub device: DeviceKind,
     /// Show the published leaderboard rows beside the measured ones (optionally from another CSV).
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
     pub published: Option<PathBuf>,
-    /// Embedding cache directory (default: <out>/cache).
-    #[arg(long, value_name = "DIR")]
-    pub cache: Option<PathBuf>,
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Skip the speed measurement (sentences_sample.txt one text at a time, then batched).
-    #[arg(long)]
-    pub no_speed: bool,
+    #[command(flatten)]
+    pub work: EvalWork,
     /// Texts per forward pass when embedding task data.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -106,7 +98,7 @@ fn manifest_for(cli: &Cli, tasks: &[TaskId]) -> Result<Manifest> {
     let config = serde_json::json!({
         "tasks": tasks.iter().map(|t| t.code()).collect::<Vec<_>>(),
         "names": cli.names,
-        "speed": !cli.no_speed,
+        "speed": !cli.work.no_speed,
         "device": cli.device.to_string(),
         "published": cli.published.as_ref().map(|p| p.display().to_string()),
     });
@@ -160,10 +152,11 @@ pub fn run(cli: Cli) -> Result<bool> {
     if cli.models.is_empty() && cli.npy.is_empty() {
         bail!("nothing to evaluate: pass --model DIR (or --npy DIR)");
     }
-    let tasks: Vec<TaskId> = if cli.tasks.is_empty() {
+    let tasks: Vec<TaskId> = if cli.work.tasks.is_empty() {
         TaskId::ALL.to_vec()
     } else {
         let mut t = cli
+            .work
             .tasks
             .iter()
             .map(|s| TaskId::parse(s))
@@ -172,7 +165,7 @@ pub fn run(cli: Cli) -> Result<bool> {
         t.dedup();
         t
     };
-    let missing = missing_files(&cli.data, &tasks, !cli.no_speed);
+    let missing = missing_files(&cli.data, &tasks, !cli.work.no_speed);
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|e| e.to_string()).collect();
         bail!("{}", list.join("\n"));
@@ -214,11 +207,15 @@ pub fn run(cli: Cli) -> Result<bool> {
     );
 
     let opts = EvalOptions {
-        cache_root: (!cli.no_cache)
-            .then(|| cli.cache.clone().unwrap_or_else(|| cli.out.join("cache"))),
+        cache_root: (!cli.work.no_cache).then(|| {
+            cli.work
+                .cache
+                .clone()
+                .unwrap_or_else(|| cli.out.join("cache"))
+        }),
         progress: !cli.no_progress,
         chunk: 512,
-        speed_texts: if cli.no_speed {
+        speed_texts: if cli.work.no_speed {
             None
         } else {
             Some(read_speed_texts(&cli.data)?)

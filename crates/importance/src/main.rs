@@ -8,6 +8,7 @@ use clap::Parser;
 use sekator_importance::{score, Criterion, ImportanceOptions, LossKind, Normalize, Scores};
 use sekator_model::backend::DeviceKind;
 use sekator_model::Pooling;
+use sekator_pipeline::sections::ImportanceWork;
 use sekator_pipeline::{flag, freshness, lock_stage, parse_stage_args, Stage};
 
 /// Score every attention head and FFN neuron of a BERT checkpoint by accumulated mask gradients.
@@ -58,22 +59,11 @@ struct Args {
     /// Normalisation: layer = L2 per layer (heads and FFN separately), global = one L2 norm, none = raw.
     #[arg(long, value_enum, default_value_t = Normalize::Layer)]
     normalize: Normalize,
-    /// Pairs sampled (seeded) from the data; only whole batches are used.
-    #[arg(long, default_value_t = 2048)]
-    samples: usize,
-    /// Pairs per batch (the ranking loss uses the other pairs of the batch as negatives).
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Truncate texts to this many tokens, [CLS] and [SEP] included.
-    #[arg(long, default_value_t = 128)]
-    max_length: usize,
+    #[command(flatten)]
+    work: ImportanceWork,
     /// Seed of the data sample and of the --validate head sample.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Check the ranking: for K seeded heads, measure the loss increase when that head alone is masked
-    /// (forward only, same batches) and report the Spearman correlation with the scores.
-    #[arg(long, value_name = "K", default_value_t = 0)]
-    validate: usize,
     /// Compute device.
     #[arg(long, value_enum, default_value_t = DeviceKind::Auto)]
     device: DeviceKind,
@@ -94,11 +84,11 @@ fn run(a: Args) -> Result<()> {
         pooling: a.pooling,
         criterion: a.criterion,
         normalize: a.normalize,
-        samples: a.samples,
-        batch_size: a.batch_size,
-        max_length: a.max_length,
+        samples: a.work.samples,
+        batch_size: a.work.batch_size,
+        max_length: a.work.max_length,
         seed: a.seed,
-        validate: a.validate,
+        validate: a.work.validate,
         progress: !a.quiet,
     };
     opts.check()?;

@@ -148,6 +148,29 @@ impl RunConfig {
         defaults: Vec<String>,
         user: &[String],
     ) -> Result<Vec<String>, ModelError> {
+        self.section_argv(section, cmd, derived, defaults, user, false)
+    }
+
+    /// [`stage_argv`](Self::stage_argv) for a command that holds only some of the stage's flags: keys it
+    /// does not know are skipped instead of refused (the stage itself refuses the unknown ones).
+    pub fn known_section_argv(
+        &self,
+        section: &str,
+        cmd: &clap::Command,
+        derived: Vec<String>,
+    ) -> Result<Vec<String>, ModelError> {
+        self.section_argv(section, cmd, derived, vec![], &[], true)
+    }
+
+    fn section_argv(
+        &self,
+        section: &str,
+        cmd: &clap::Command,
+        derived: Vec<String>,
+        defaults: Vec<String>,
+        user: &[String],
+        skip_unknown: bool,
+    ) -> Result<Vec<String>, ModelError> {
         let err = |msg: String| ModelError::Config {
             path: self.path.clone(),
             msg,
@@ -177,7 +200,11 @@ impl RunConfig {
                     "[{section}] key `{key}` is set by the pipeline itself (from [run] and the run directory); remove it"
                 )));
             }
-            let Some(arg) = known.iter().find(|a| a.get_long() == Some(flag.as_str())) else {
+            let found = known.iter().find(|a| a.get_long() == Some(flag.as_str()));
+            if found.is_none() && skip_unknown {
+                continue;
+            }
+            let Some(arg) = found else {
                 let names: Vec<String> = known
                     .iter()
                     .filter_map(|a| a.get_long())

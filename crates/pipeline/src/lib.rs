@@ -12,6 +12,7 @@ pub mod lock;
 pub mod manifest;
 pub mod pairs;
 pub mod report;
+pub mod sections;
 pub mod stage;
 pub mod tables;
 

@@ -8,6 +8,7 @@ use clap::Parser;
 
 use sekator_importance::{ImportanceOptions, Scores};
 use sekator_model::DeviceKind;
+use sekator_pipeline::sections::SurgeryWork;
 use sekator_pipeline::{flag, lock_stage, parse_stage_args, Stage};
 use sekator_surgery::{run, BenchOptions, Limits, Options, PlanSource, Rule};
 
@@ -68,32 +69,14 @@ struct Args {
     /// Explicit plan file (see PLANS below).
     #[arg(long, value_name = "FILE.json")]
     plan: Option<PathBuf>,
-    /// Fraction of all heads to remove, least important first across layers [default: 0.5].
-    #[arg(
-        long,
-        value_name = "R",
-        requires = "importance",
-        conflicts_with = "heads_per_layer"
-    )]
-    heads_ratio: Option<f64>,
-    /// Keep this many most important heads in every layer (instead of --heads-ratio).
-    #[arg(long, value_name = "N", requires = "importance")]
-    heads_per_layer: Option<usize>,
-    /// Fraction of FFN neurons to remove, least important first.
-    #[arg(long, value_name = "R", requires = "importance", default_value_t = 0.0)]
-    ffn_ratio: f64,
-    /// Apply --ffn-ratio to every layer separately instead of across layers.
-    #[arg(long, requires = "importance")]
-    ffn_uniform: bool,
+    #[command(flatten)]
+    work: SurgeryWork,
     /// Fewest heads any layer may keep.
     #[arg(long, value_name = "N", default_value_t = 1)]
     min_heads: usize,
     /// Fewest FFN neurons any layer may keep.
     #[arg(long, value_name = "N", default_value_t = 1)]
     min_ffn: usize,
-    /// Keep only these layers (ascending, comma-separated), after any head/FFN cuts: layer dropping.
-    #[arg(long, value_name = "L,L,...", value_delimiter = ',')]
-    keep_layers: Option<Vec<usize>>,
     /// Output directory.
     #[arg(long, value_name = "DIR", required_unless_present = "dry_run")]
     out: Option<PathBuf>,
@@ -110,9 +93,6 @@ struct Args {
     /// Use importance scores computed for a different checkpoint (hash mismatch) anyway.
     #[arg(long)]
     force: bool,
-    /// Reach the target in K equal steps, re-scoring importance on the partly pruned model in between.
-    #[arg(long, value_name = "K", default_value_t = 1)]
-    steps: usize,
     /// Device of the re-scoring between --steps.
     #[arg(long, value_enum, default_value_t = DeviceKind::Auto)]
     device: DeviceKind,
@@ -144,10 +124,10 @@ fn options(a: &Args) -> Result<Options> {
         (Some(dir), None) => PlanSource::Importance {
             dir: dir.clone(),
             rule: Rule {
-                heads_ratio: a.heads_ratio.unwrap_or(0.5),
-                heads_per_layer: a.heads_per_layer,
-                ffn_ratio: a.ffn_ratio,
-                ffn_uniform: a.ffn_uniform,
+                heads_ratio: a.work.heads_ratio(),
+                heads_per_layer: a.work.heads_per_layer,
+                ffn_ratio: a.work.ffn_ratio,
+                ffn_uniform: a.work.ffn_uniform,
                 limits: Limits {
                     min_heads: a.min_heads,
                     min_ffn: a.min_ffn,
@@ -155,19 +135,19 @@ fn options(a: &Args) -> Result<Options> {
             },
         },
         (None, Some(p)) => PlanSource::File(p.clone()),
-        (None, None) if a.keep_layers.is_some() => PlanSource::None,
+        (None, None) if a.work.keep_layers.is_some() => PlanSource::None,
         (None, None) => bail!(
             "nothing to cut: give --importance DIR, --plan FILE.json or --keep-layers (see --help)"
         ),
         (Some(_), Some(_)) => unreachable!("clap rejects --importance with --plan"),
     };
-    if a.steps == 0 {
+    if a.work.steps == 0 {
         bail!("--steps must be at least 1");
     }
     Ok(Options {
         model: a.model.clone(),
         source,
-        keep_layers: a.keep_layers.clone(),
+        keep_layers: a.work.keep_layers.clone(),
         limits: Limits {
             min_heads: a.min_heads,
             min_ffn: a.min_ffn,
@@ -177,7 +157,7 @@ fn options(a: &Args) -> Result<Options> {
         overwrite: a.overwrite,
         update: a.update,
         force: a.force,
-        steps: a.steps,
+        steps: a.work.steps,
         bench: (a.bench_texts > 0).then_some(BenchOptions {
             texts: a.bench_texts,
             batch_size: a.bench_batch,
@@ -278,13 +258,13 @@ fn real_main() -> Result<()> {
 /// The importance crate as a library, for `--steps K > 1`: every intermediate model is scored with the
 /// settings recorded in the first importance directory (same data, loss, criterion, samples, seed).
 fn sekator_surgery_rescorer(args: &Args) -> Result<Option<Box<dyn sekator_surgery::Rescorer>>> {
-    if args.steps <= 1 {
+    if args.work.steps <= 1 {
         return Ok(None);
     }
     let Some(dir) = &args.importance else {
         bail!(
             "--steps {} needs --importance DIR (its settings are reused to re-score)",
-            args.steps
+            args.work.steps
         );
     };
     let meta = Scores::read(dir)

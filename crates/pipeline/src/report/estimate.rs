@@ -1,189 +1,259 @@
 //! The up-front time estimate of a pipeline run (`report --estimate`, printed by `just pipeline` first).
 //!
-//! Rates were measured on 2 CPU cores with all-MiniLM-L6-v2 (see BENCHMARKS.md and `RATES`); a stage on
-//! another model is scaled by its encoder FLOPs per token against MiniLM's. It is a guide for planning
-//! (a laptop with more cores is faster, a GPU much faster), not a promise.
+//! Each stage's section is parsed through the very types the stage parses it into ([`crate::sections`]),
+//! so the estimate sees the stage's defaults and the config's values alike. Work is counted in pairs, texts
+//! and steps and turned into minutes with rates measured on 2 CPU cores with all-MiniLM-L6-v2 ([`RATES`]),
+//! scaled by encoder FLOPs per token (the size report's formula) against MiniLM's. No rate has been measured
+//! on a GPU, so a config that runs on CUDA gets "unknown" rather than a CPU number. It is a guide for
+//! planning, not a promise.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
-use crate::{Manifest, RunConfig, Stage};
 use anyhow::{Context, Result};
-use sekator_model::BertConfig;
-use serde::Deserialize;
+use sekator_model::{BertConfig, DeviceKind};
 
-/// Throughputs on 2 CPU cores (Intel Xeon, 2026-11-28), MiniLM, after the CPU forward work of that day.
+use crate::artifacts::size::{flops_per_token, FLOPS_SEQ_LEN};
+use crate::sections::{parse_work, DistillWork, EvalWork, ImportanceWork, SurgeryWork};
+use crate::{Manifest, RunConfig, Stage};
+
+/// Throughputs on 2 CPU cores, all-MiniLM-L6-v2, with the settings of `configs/default.toml`.
 struct Rates {
-    /// importance: forward + backward to the masks, pairs per second (batch 32, length 64).
+    /// importance: forward + backward to the masks, pairs per second.
     importance_pairs_per_s: f64,
-    /// importance `--validate N`: one loss evaluation over the sample per validated head, pairs per second.
+    /// importance `--validate K`: one forward loss over the sample per validated head, pairs per second.
     validate_pairs_per_s: f64,
-    /// distill: student steps, pairs per second (batch 32, length 64; MiniLM-sized student).
+    /// distill: student optimizer steps, pairs per second (for a MiniLM-sized student).
     distill_pairs_per_s: f64,
-    /// distill's teacher cache: texts per second (both sides of every pair, once per data set).
-    teacher_texts_per_s: f64,
-    /// full encodechka (10 tasks + speed): seconds of embedding (scales with the model) ...
+    /// teacher cache and dev evaluations: texts embedded per second (forward only).
+    embed_texts_per_s: f64,
+    /// surgery: seconds to load, cut, write, export and time one MiniLM-sized model.
+    surgery_s: f64,
+    /// full encodechka (10 tasks + speed) of one model: seconds of embedding (scales with the model)...
     encodechka_embed_s: f64,
     /// ... and of classifiers (does not).
     encodechka_classify_s: f64,
 }
 
-/// Measured in the default run of 2026-11-28 with the fused CPU kernels (importance 1024 pairs at 20.4 pairs/s;
-/// distillation 18.4 pairs/s on the half-size student; teacher cache 16,384 texts in 86 s; encodechka 488 s of
-/// embedding and 40 s of classifiers for MiniLM).
+/// Measured in the default run of 2026-12-02 (BENCHMARKS.md "Pipeline estimate").
 const RATES: Rates = Rates {
     importance_pairs_per_s: 20.0,
     validate_pairs_per_s: 60.0,
     distill_pairs_per_s: 9.2,
-    teacher_texts_per_s: 190.0,
+    embed_texts_per_s: 190.0,
+    surgery_s: 10.0,
     encodechka_embed_s: 488.0,
     encodechka_classify_s: 40.0,
 };
 
 /// encodechka task codes with their share of the full run's time for MiniLM (embedding dominates).
 const TASK_SHARE: [(&str, f64); 10] = [
-    ("sts", 0.05),
-    ("pi", 0.06),
-    ("nli", 0.14),
-    ("sa", 0.12),
-    ("ti", 0.06),
-    ("ia", 0.09),
-    ("ic", 0.12),
-    ("icx", 0.08),
-    ("ne1", 0.14),
-    ("ne2", 0.14),
+    ("STS", 0.05),
+    ("PI", 0.06),
+    ("NLI", 0.14),
+    ("SA", 0.12),
+    ("TI", 0.06),
+    ("IA", 0.09),
+    ("IC", 0.12),
+    ("ICX", 0.08),
+    ("NE1", 0.14),
+    ("NE2", 0.14),
 ];
 
-/// MiniLM's encoder FLOPs per token (what the rates were measured on), from [`encoder_flops`].
+/// MiniLM's encoder FLOPs per token (what the rates were measured on).
 fn minilm_flops() -> f64 {
-    encoder_flops(384, &[12; 6], &[1536; 6], 32)
+    let mut c = BertConfig::new(30522, 384, 6, 12, 1536);
+    c.max_position_embeddings = 512;
+    flops_per_token(&c, FLOPS_SEQ_LEN) as f64
 }
 
-/// Multiply-adds x2 per token of the encoder at sequence length 128 (the same count as surgery's size
-/// report; embeddings and LayerNorms left out).
-fn encoder_flops(hidden: usize, heads: &[usize], ffn: &[usize], head_dim: usize) -> f64 {
-    let seq = 128.0;
-    heads
-        .iter()
-        .zip(ffn)
-        .map(|(&h, &f)| {
-            let inner = (h * head_dim) as f64;
-            let hd = hidden as f64;
-            2.0 * (4.0 * hd * inner) + 2.0 * 2.0 * seq * inner + 2.0 * 2.0 * hd * f as f64
-        })
-        .sum()
+/// `cfg` after a cut of `heads` (fraction of heads, or heads kept per layer) and `ffn` (fraction of
+/// neurons), both spread evenly over the layers, keeping `layers` (all when `None`): the shapes the
+/// FLOPs count needs, not the heads importance would pick.
+fn cut(cfg: &BertConfig, heads: Heads, ffn: f64, layers: Option<&[usize]>) -> BertConfig {
+    let all: Vec<usize> = (0..cfg.num_hidden_layers).collect();
+    let keep = layers.unwrap_or(&all);
+    let mut c = cfg.clone();
+    c.num_hidden_layers = keep.len();
+    c.pruned_heads.clear();
+    let mut widths = vec![];
+    for (new, &l) in keep.iter().enumerate() {
+        let n = cfg.heads_per_layer()[l];
+        let kept = match heads {
+            Heads::Ratio(r) => ((n as f64) * (1.0 - r)).round() as usize,
+            Heads::PerLayer(k) => k.min(n),
+        }
+        .max(1);
+        let gone: Vec<usize> = (kept..cfg.num_attention_heads).collect();
+        c.add_pruned_heads(new, &gone);
+        widths.push(((cfg.ffn_sizes()[l] as f64 * (1.0 - ffn)).round() as usize).max(1));
+    }
+    c.set_ffn_sizes(widths);
+    c
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ImportanceSection {
-    samples: Option<usize>,
-    validate: Option<usize>,
+#[derive(Clone, Copy)]
+enum Heads {
+    Ratio(f64),
+    PerLayer(usize),
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct SurgerySection {
-    heads_ratio: Option<f64>,
-    ffn_ratio: Option<f64>,
+/// Lines of a pair file (its pairs, roughly; a header line is one too many), or `None` when absent.
+fn pair_count(path: &Path) -> Option<usize> {
+    let text = std::fs::read(path).ok()?;
+    Some(text.iter().filter(|&&b| b == b'\n').count())
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct DistillSection {
-    steps: Option<usize>,
-    batch_size: Option<usize>,
-    max_pairs: Option<usize>,
-    epochs: Option<f64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct EvalSection {
-    tasks: Option<Vec<String>>,
-}
-
-/// Sections are read loosely here: each stage binary validates its own keys.
-fn loose<T: for<'de> Deserialize<'de> + Default>(rc: &RunConfig, name: &str) -> T {
-    serde_json::from_value(rc.section_json(name)).unwrap_or_default()
-}
+/// One row of the table: seconds, or why none is known.
+type Row = (Stage, Result<f64, String>);
 
 /// The estimate as a small markdown table (minutes per stage), with a note on stages already done.
 pub fn estimate(rc: &RunConfig) -> Result<String> {
-    let cfg = BertConfig::load(&rc.run.model.join("config.json"))
-        .with_context(|| format!("{}: reading the teacher's config", rc.run.model.display()))?;
-    let heads = cfg.heads_per_layer();
-    let ffn = cfg.ffn_sizes();
-    let teacher = encoder_flops(cfg.hidden_size, &heads, &ffn, cfg.head_dim());
-    let scale = teacher / minilm_flops();
-
-    let imp: ImportanceSection = loose(rc, "importance");
-    let sur: SurgerySection = loose(rc, "surgery");
-    let dis: DistillSection = loose(rc, "distill");
-    let ev: EvalSection = loose(rc, "eval");
-
-    let samples = imp.samples.unwrap_or(1024) as f64;
-    let importance_s = scale
-        * (samples / RATES.importance_pairs_per_s
-            + imp.validate.unwrap_or(0) as f64 * samples / RATES.validate_pairs_per_s);
-
-    // the student's size after surgery (ratios of heads and FFN neurons removed)
-    let keep = |n: usize, r: Option<f64>| ((n as f64) * (1.0 - r.unwrap_or(0.0))).round() as usize;
-    let s_heads: Vec<usize> = heads
-        .iter()
-        .map(|&h| keep(h, sur.heads_ratio).max(1))
-        .collect();
-    let s_ffn: Vec<usize> = ffn.iter().map(|&f| keep(f, sur.ffn_ratio).max(1)).collect();
-    let student = encoder_flops(cfg.hidden_size, &s_heads, &s_ffn, cfg.head_dim());
-    let s_scale = student / minilm_flops();
-
-    let batch = dis.batch_size.unwrap_or(32) as f64;
-    let pairs = match (dis.steps, dis.max_pairs) {
-        (Some(steps), _) => steps as f64 * batch,
-        (None, Some(n)) => n as f64 * dis.epochs.unwrap_or(1.0),
-        (None, None) => 0.0,
+    let device = match rc.run.device {
+        DeviceKind::Auto => sekator_model::backend::resolve(DeviceKind::Auto)?,
+        d => d,
     };
-    let distill_s = s_scale * pairs / RATES.distill_pairs_per_s
-        + scale * 2.0 * pairs / RATES.teacher_texts_per_s;
-
-    let share: f64 = match &ev.tasks {
-        None => 1.0,
-        Some(t) => TASK_SHARE
+    let config = rc.run.model.join("config.json");
+    let unknown = |why: String| -> Vec<Row> {
+        Stage::ALL[..4]
             .iter()
-            .filter(|(code, _)| t.iter().any(|x| x.eq_ignore_ascii_case(code)))
+            .map(|&s| (s, Err(why.clone())))
+            .collect()
+    };
+    let rows = if device == DeviceKind::Cuda {
+        unknown("unknown: no rate measured for cuda".into())
+    } else if !config.is_file() {
+        unknown(format!(
+            "unknown: {} not found (fetch the teacher first)",
+            config.display()
+        ))
+    } else {
+        let cfg = BertConfig::load(&config)
+            .with_context(|| format!("{}: reading the teacher's config", config.display()))?;
+        cpu_rows(rc, &cfg)?
+    };
+    Ok(table(rc, device, &rows))
+}
+
+/// Seconds of every stage on the CPU.
+fn cpu_rows(rc: &RunConfig, cfg: &BertConfig) -> Result<Vec<Row>> {
+    let imp: ImportanceWork = parse_work(rc, "importance", &[])?;
+    let sur: SurgeryWork = parse_work(rc, "surgery", &["importance"])?;
+    let dis: DistillWork = rc.section("distill")?;
+    let ev: EvalWork = parse_work(rc, "eval", &[])?;
+    let scale = |c: &BertConfig| flops_per_token(c, FLOPS_SEQ_LEN) as f64 / minilm_flops();
+    let n_pairs = pair_count(&rc.run.pairs);
+
+    let heads = match sur.heads_per_layer {
+        Some(k) => Heads::PerLayer(k),
+        None => Heads::Ratio(sur.heads_ratio()),
+    };
+    let student = cut(cfg, heads, sur.ffn_ratio, sur.keep_layers.as_deref());
+
+    // importance: whole batches of the sample, plus one forward pass over it per validated head
+    let pairs = n_pairs.map_or(imp.samples, |n| imp.samples.min(n));
+    let pairs = (pairs / imp.batch_size.max(1) * imp.batch_size) as f64;
+    let importance_s = |c: &BertConfig| {
+        scale(c)
+            * (pairs / RATES.importance_pairs_per_s
+                + imp.validate as f64 * pairs / RATES.validate_pairs_per_s)
+    };
+
+    // surgery: one cut per step, re-scoring importance on the partly cut model between steps
+    let k = sur.steps.max(1);
+    let mut surgery_s = RATES.surgery_s * (scale(cfg) + scale(&student)) / 2.0;
+    for step in 1..k {
+        let f = step as f64 / k as f64;
+        let partial = match heads {
+            Heads::Ratio(r) => cut(cfg, Heads::Ratio(r * f), sur.ffn_ratio * f, None),
+            Heads::PerLayer(_) => cut(cfg, heads, sur.ffn_ratio * f, None),
+        };
+        surgery_s += importance_s(&partial) + RATES.surgery_s * scale(&partial);
+    }
+
+    // distill: the student's steps; the teacher embeds both sides of the sample once (cache), and the
+    // student embeds the dev pairs at every evaluation
+    let data = n_pairs.map(|n| dis.max_pairs.map_or(n, |m| m.min(n)));
+    let steps = match (dis.steps, data) {
+        (Some(s), _) => s,
+        (None, Some(n)) => (dis.epochs * n.div_ceil(dis.batch_size.max(1)) as f64).ceil() as usize,
+        (None, None) => {
+            return Err(anyhow::anyhow!(
+                "{}: pair file not found (needed to count distillation steps)",
+                rc.run.pairs.display()
+            ))
+        }
+    };
+    let trained = (steps * dis.batch_size) as f64;
+    let sample = data.unwrap_or(steps * dis.batch_size) as f64;
+    let evals = if dis.eval_every == 0 {
+        2
+    } else {
+        steps / dis.eval_every + 2
+    };
+    let dev_texts = (evals * 2 * dis.eval_pairs) as f64;
+    let distill_s = scale(&student)
+        * (trained / RATES.distill_pairs_per_s + dev_texts / RATES.embed_texts_per_s)
+        + scale(cfg) * (2.0 * sample + 2.0 * dis.eval_pairs as f64) / RATES.embed_texts_per_s;
+
+    // eval: three models; a model whose vectors are cached (same checkpoint) is not embedded again
+    let share: f64 = if ev.tasks.is_empty() {
+        1.0
+    } else {
+        TASK_SHARE
+            .iter()
+            .filter(|(code, _)| ev.tasks.iter().any(|x| x.eq_ignore_ascii_case(code)))
             .map(|(_, s)| s)
-            .sum(),
+            .sum()
+    };
+    let cache = ev
+        .cache
+        .clone()
+        .unwrap_or_else(|| rc.run.runs_dir.join("encodechka-cache"));
+    let cached = |dir: &Path| {
+        !ev.no_cache && sekator_model::checkpoint_hash(dir).is_ok_and(|h| cache.join(h).is_dir())
+    };
+    let teacher_embed = if cached(&rc.run.model) {
+        0.0
+    } else {
+        scale(cfg)
     };
     let eval_s = share
-        * (3.0 * RATES.encodechka_classify_s + RATES.encodechka_embed_s * (scale + 2.0 * s_scale));
+        * (3.0 * RATES.encodechka_classify_s
+            + RATES.encodechka_embed_s * (teacher_embed + 2.0 * scale(&student)));
 
-    let mut rows = vec![
-        ("importance", importance_s),
-        ("surgery", 10.0 * scale),
-        ("distill", distill_s),
-        ("eval", eval_s),
-    ];
-    rows.push(("total", rows.iter().map(|r| r.1).sum()));
+    Ok(vec![
+        (Stage::Importance, Ok(importance_s(cfg))),
+        (Stage::Surgery, Ok(surgery_s)),
+        (Stage::Distill, Ok(distill_s)),
+        (Stage::Eval, Ok(eval_s)),
+    ])
+}
+
+fn table(rc: &RunConfig, device: DeviceKind, rows: &[Row]) -> String {
     let mut s = format!(
-        "Estimated time of run `{}` on 2 CPU cores (rates measured with MiniLM, scaled by FLOPs per token: \
-         teacher {scale:.2}x, student {s_scale:.2}x MiniLM); stages whose manifest matches are skipped.\n\n\
+        "Estimated time of run `{}` on {device} (rates measured on 2 CPU cores with MiniLM, scaled by encoder \
+         FLOPs per token); stages whose manifest matches are skipped.\n\n\
          | stage | est. minutes | state |\n|---|---:|---|\n",
         rc.run.name
     );
+    let mut total = Some(0.0);
     for (stage, secs) in rows {
-        let done = Stage::ALL
-            .into_iter()
-            .find(|s| s.name() == stage)
-            .is_some_and(|s| Manifest::read(&rc.stage_dir(s)).is_some());
-        let state = if stage == "total" {
-            ""
-        } else if done {
-            "done before (rerun only if its settings changed)"
+        let state = if Manifest::read(&rc.stage_dir(*stage)).is_some() {
+            "done before (reruns if its code, settings or inputs changed)"
         } else {
             "to run"
         };
-        writeln!(s, "| {stage} | {:.1} | {state} |", secs / 60.0).ok();
+        let cell = match secs {
+            Ok(x) => format!("{:.1}", x / 60.0),
+            Err(why) => why.clone(),
+        };
+        total = total.zip(secs.as_ref().ok()).map(|(t, x)| t + x);
+        writeln!(s, "| {stage} | {cell} | {state} |").ok();
     }
-    Ok(s)
+    let total = total.map_or("unknown".to_string(), |t| format!("{:.1}", t / 60.0));
+    writeln!(s, "| total | {total} | |").ok();
+    s
 }
 
 #[cfg(test)]
@@ -194,16 +264,95 @@ mod tests {
     fn minilm_flops_match_the_surgery_count() {
         // 22,413,312 is surgery's analytic FLOPs/token of all-MiniLM-L6-v2 (BENCHMARKS.md)
         assert_eq!(minilm_flops(), 22_413_312.0);
+        let mut c = BertConfig::new(30522, 384, 6, 12, 1536);
+        c.max_position_embeddings = 512;
         // heads and FFN halved: exactly half (the study's 2x point)
+        let half = cut(&c, Heads::Ratio(0.5), 0.5, None);
         assert_eq!(
-            encoder_flops(384, &[6; 6], &[768; 6], 32),
+            flops_per_token(&half, FLOPS_SEQ_LEN) as f64,
             22_413_312.0 / 2.0
         );
+        let two = cut(&c, Heads::PerLayer(12), 0.0, Some(&[0, 3]));
+        assert_eq!(
+            flops_per_token(&two, FLOPS_SEQ_LEN) as f64,
+            22_413_312.0 / 3.0
+        );
+    }
+
+    /// A LaBSE-en-ru-shaped teacher (hidden 768, 12 x 12 heads, FFN 3072) and `n` pairs under `dir`.
+    fn labse_run(dir: &Path, sections: &str) -> RunConfig {
+        let model = dir.join("labse");
+        std::fs::create_dir_all(&model).unwrap();
+        let cfg = BertConfig::new(55083, 768, 12, 12, 3072);
+        std::fs::write(
+            model.join("config.json"),
+            serde_json::to_string(&cfg).unwrap(),
+        )
+        .unwrap();
+        let pairs = dir.join("pairs.tsv");
+        std::fs::write(&pairs, "a\tb\n".repeat(20_000)).unwrap();
+        let toml = format!(
+            "[run]\nname = \"x\"\nmodel = {model:?}\npairs = {pairs:?}\nruns_dir = {:?}\ndevice = \"cpu\"\n{sections}",
+            dir.join("runs")
+        );
+        let path = dir.join("run.toml");
+        std::fs::write(&path, toml).unwrap();
+        RunConfig::load(&path).unwrap()
+    }
+
+    fn seconds(rows: &[Row], stage: Stage) -> f64 {
+        rows.iter()
+            .find(|r| r.0 == stage)
+            .unwrap()
+            .1
+            .clone()
+            .unwrap()
+    }
+
+    #[test]
+    fn epochs_and_iterative_surgery_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let imp = "[importance]\nsamples = 8192\nbatch_size = 64\n";
+        let one = labse_run(dir.path(), &format!("{imp}[surgery]\nheads_ratio = 0.9\nffn_ratio = 0.9\n[distill]\nepochs = 3.0\nbatch_size = 64\n"));
+        let cfg = BertConfig::load(&one.run.model.join("config.json")).unwrap();
+        let r1 = cpu_rows(&one, &cfg).unwrap();
+        assert!(r1.iter().all(|r| r.1.as_ref().is_ok_and(|s| *s > 0.0)));
+        // 3 epochs of 20,000 pairs (the header-less file's lines) in batches of 64
+        let four = labse_run(dir.path(), &format!("{imp}[surgery]\nheads_ratio = 0.9\nffn_ratio = 0.9\nsteps = 4\n[distill]\nepochs = 3.0\nbatch_size = 64\n"));
+        let r4 = cpu_rows(&four, &cfg).unwrap();
+        // three re-scorings between four steps, on ever smaller models: more than one and less than three
+        // full importance passes on top of the one-shot surgery
+        let extra = seconds(&r4, Stage::Surgery) - seconds(&r1, Stage::Surgery);
+        let importance = seconds(&r1, Stage::Importance);
+        assert!(
+            extra > importance && extra < 3.0 * importance,
+            "{extra} vs {importance}"
+        );
+        // epochs (no `steps`) count: three passes take longer than one
+        let once = labse_run(dir.path(), &format!("{imp}[surgery]\nheads_ratio = 0.9\nffn_ratio = 0.9\n[distill]\nepochs = 1.0\nbatch_size = 64\n"));
+        let r0 = cpu_rows(&once, &cfg).unwrap();
+        assert!(seconds(&r1, Stage::Distill) > seconds(&r0, Stage::Distill) * 1.1);
+    }
+
+    #[test]
+    fn cuda_configs_say_no_rate_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rc = labse_run(dir.path(), "");
+        rc.run.device = DeviceKind::Cuda;
+        let t = estimate(&rc).unwrap();
+        assert_eq!(
+            t.matches("unknown: no rate measured for cuda").count(),
+            4,
+            "{t}"
+        );
+        assert!(t.contains("| total | unknown |"), "{t}");
     }
 
     #[test]
     fn task_shares_cover_the_full_run() {
         let total: f64 = TASK_SHARE.iter().map(|t| t.1).sum();
         assert!((total - 1.0).abs() < 1e-9);
+        let codes: Vec<&str> = TASK_SHARE.iter().map(|t| t.0).collect();
+        assert_eq!(codes, crate::artifacts::eval::TASKS);
     }
 }
