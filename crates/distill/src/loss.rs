@@ -12,10 +12,12 @@
 //! the space cross-lingual; the ranking term cares only about which translation is nearest, the quantity the
 //! retrieval evaluation measures.
 
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{backend::Backend, FloatDType, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 
 use sekator_model::pooling::l2_normalize;
+
+/// The ranking term, shared with importance.
+pub use sekator_model::losses::ranking_loss;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossWeights {
@@ -76,19 +78,6 @@ impl<B: Backend> LossParts<B> {
 
 pub fn mse<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
     (a - b).square().mean()
-}
-
-/// Symmetric in-batch ranking loss on `a[i] <-> b[i]` pairs.
-pub fn ranking_loss<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>, scale: f64) -> Tensor<B, 1> {
-    let n = a.dims()[0];
-    let sim = l2_normalize(a)
-        .matmul(l2_normalize(b).transpose())
-        .mul_scalar(scale);
-    // in the similarities' dtype (the device default may be a reduced training precision)
-    let eye = Tensor::<B, 2>::eye(n, &sim.device()).cast(FloatDType::from(sim.dtype()));
-    let rows = (log_softmax(sim.clone(), 1) * eye.clone()).sum();
-    let cols = (log_softmax(sim, 0) * eye).sum();
-    (rows + cols).mul_scalar(-0.5 / n as f64)
 }
 
 pub fn distill_loss<B: Backend>(

@@ -235,12 +235,7 @@ fn resolve(a: &Args) -> Result<(DistillConfig, bool)> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sekator_model::logging::init("info");
     let args = Args::parse();
     let result = (|| -> Result<()> {
         let (cfg, pipeline) = resolve(&args)?;

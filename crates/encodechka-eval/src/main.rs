@@ -4,16 +4,9 @@ use std::process::ExitCode;
 
 use sekator_encodechka::cli::{run, Cli};
 use sekator_pipeline::{flag, lock_stage, parse_stage_args, Stage};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    sekator_model::logging::init("info");
     let parsed = parse_stage_args::<Cli>("eval", |c| {
         let r = &c.run;
         let mut derived = vec![];

@@ -321,47 +321,7 @@ pub fn validate_heads<B: Backend>(
     (base, increases)
 }
 
-/// Ranks (1-based) with ties given their average rank.
-fn ranks(v: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut r = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &idx[i..=j] {
-            r[k] = avg;
-        }
-        i = j + 1;
-    }
-    r
-}
-
-/// Spearman rank correlation (Pearson correlation of average ranks); NaN when either side is constant or
-/// there are fewer than 2 points.
-pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let n = a.len();
-    if n < 2 {
-        return f64::NAN;
-    }
-    let (ra, rb) = (ranks(a), ranks(b));
-    let mean = (n as f64 + 1.0) / 2.0;
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in ra.iter().zip(&rb) {
-        sab += (x - mean) * (y - mean);
-        saa += (x - mean) * (x - mean);
-        sbb += (y - mean) * (y - mean);
-    }
-    if saa == 0.0 || sbb == 0.0 {
-        return f64::NAN;
-    }
-    sab / (saa * sbb).sqrt()
-}
+pub use sekator_pipeline::stats::spearman;
 
 /// `k` present heads `(layer, original head)` chosen with `seed`, in a stable order.
 pub fn sample_heads(cfg: &BertConfig, k: usize, seed: u64) -> Vec<(usize, usize)> {

@@ -6,7 +6,6 @@
 //!   embeddings; the teacher's vectors are computed once, without gradients. Zero (with zero gradients) when
 //!   the student *is* the teacher, so it is meant for re-scoring a pruned model.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use sekator_model::pooling::{self, Pooling};
@@ -93,21 +92,8 @@ pub fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
         .expect("float tensor data")
 }
 
-/// Symmetric in-batch ranking loss (see the module docs); `a`, `b`: `[n, dim]`, row `i` of each a pair.
-pub fn ranking_loss<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>, scale: f32) -> Tensor<B, 1> {
-    let n = a.dims()[0];
-    let device = a.device();
-    let sim = pooling::l2_normalize(a)
-        .matmul(pooling::l2_normalize(b).transpose())
-        .mul_scalar(scale);
-    let eye: Vec<f32> = (0..n * n)
-        .map(|i| if i / n == i % n { 1.0 } else { 0.0 })
-        .collect();
-    let eye = Tensor::<B, 2>::from_data(TensorData::new(eye, [n, n]), &device);
-    let rows = (log_softmax(sim.clone(), 1) * eye.clone()).sum();
-    let cols = (log_softmax(sim, 0) * eye).sum();
-    (rows + cols).div_scalar(-2.0 * n as f64)
-}
+/// The ranking loss (see the module docs), shared with distillation.
+pub use sekator_model::losses::ranking_loss;
 
 fn mse<B: Backend>(a: Tensor<B, 2>, target: &[f32]) -> Tensor<B, 1> {
     let [n, d] = a.dims();
@@ -132,7 +118,7 @@ pub fn batch_loss<B: Backend>(
     let en = embed(&batch.en);
     let ru = embed(&batch.ru);
     match spec.kind {
-        LossKind::Ranking => ranking_loss(en, ru, spec.scale),
+        LossKind::Ranking => ranking_loss(en, ru, spec.scale as f64),
         LossKind::Teacher => {
             let t = batch
                 .teacher

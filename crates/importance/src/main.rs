@@ -158,12 +158,7 @@ fn run(a: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sekator_model::logging::init("warn");
     let parsed = parse_stage_args::<Args>("importance", |c| {
         let r = &c.run;
         let mut derived = vec![];

@@ -15,6 +15,8 @@ pub mod feed_forward;
 pub mod fsio;
 pub mod layers;
 pub mod loader;
+pub mod logging;
+pub mod losses;
 pub mod masks;
 pub mod mixed_precision;
 pub mod npy;

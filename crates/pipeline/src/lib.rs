@@ -14,6 +14,7 @@ pub mod pairs;
 pub mod report;
 pub mod sections;
 pub mod stage;
+pub mod stats;
 pub mod tables;
 
 pub use config::{flag, parse_stage_args, RunConfig, RunSection};

@@ -324,13 +324,7 @@ fn main() -> ExitCode {
     std::env::set_var("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1");
     // wide enough that no header or value is wrapped mid-word
     std::env::set_var("POLARS_TABLE_WIDTH", "250");
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,sekator_surgery=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sekator_model::logging::init("warn,sekator_surgery=info");
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

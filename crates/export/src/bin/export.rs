@@ -58,12 +58,7 @@ fn print_file(f: &OnnxFile) {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sekator_model::logging::init("warn");
     let args = Args::parse();
     let result = (|| -> Result<()> {
         let opts = OnnxOptions {

@@ -119,12 +119,7 @@ fn write_output(path: &Path, rows: &[Vec<f32>], dim: usize) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sekator_model::logging::init("warn");
     let args = Args::parse();
     let result = (|| -> Result<()> {
         if !matches!(

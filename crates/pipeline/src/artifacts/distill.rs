@@ -4,7 +4,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use sekator_model::{write_atomic, ModelError};
+use sekator_model::ModelError;
+
+use crate::Stage;
 
 pub const DISTILL_SUMMARY_FILE: &str = "summary.json";
 
@@ -41,24 +43,10 @@ pub struct DistillSummary {
 impl DistillSummary {
     /// Reads `dir/summary.json`, naming the file and the stage that writes it when missing or damaged.
     pub fn read(dir: &Path) -> Result<DistillSummary, ModelError> {
-        let path = dir.join(DISTILL_SUMMARY_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            ModelError::Other(format!(
-                "{}: {e} (a finished distillation writes it: `just distill CONFIG`)",
-                path.display()
-            ))
-        })?;
-        serde_json::from_str(&text).map_err(|e| {
-            ModelError::Other(format!(
-                "{}: {e} (rerun distill with --force to rewrite it)",
-                path.display()
-            ))
-        })
+        super::read_json(dir, DISTILL_SUMMARY_FILE, Stage::Distill)
     }
 
     pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
-        let text =
-            serde_json::to_string_pretty(self).map_err(|e| ModelError::Other(e.to_string()))?;
-        write_atomic(&dir.join(DISTILL_SUMMARY_FILE), (text + "\n").as_bytes())
+        super::write_json(dir, DISTILL_SUMMARY_FILE, self)
     }
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use sekator_model::{write_atomic, ModelError};
+use sekator_model::ModelError;
+
+use crate::Stage;
 
 pub const EVAL_SUMMARY_FILE: &str = "summary.json";
 
@@ -47,24 +49,10 @@ impl EvalSummary {
 
     /// Reads `dir/summary.json`, naming the file and the stage that writes it when missing or damaged.
     pub fn read(dir: &Path) -> Result<EvalSummary, ModelError> {
-        let path = dir.join(EVAL_SUMMARY_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            ModelError::Other(format!(
-                "{}: {e} (the eval stage writes it: `just eval CONFIG`)",
-                path.display()
-            ))
-        })?;
-        serde_json::from_str(&text).map_err(|e| {
-            ModelError::Other(format!(
-                "{}: {e} (rerun the eval stage with --force to rewrite it)",
-                path.display()
-            ))
-        })
+        super::read_json(dir, EVAL_SUMMARY_FILE, Stage::Eval)
     }
 
     pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
-        let text =
-            serde_json::to_string_pretty(self).map_err(|e| ModelError::Other(e.to_string()))?;
-        write_atomic(&dir.join(EVAL_SUMMARY_FILE), (text + "\n").as_bytes())
+        super::write_json(dir, EVAL_SUMMARY_FILE, self)
     }
 }

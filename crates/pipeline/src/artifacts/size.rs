@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use sekator_model::{write_atomic, BertConfig, ModelError};
+use sekator_model::{BertConfig, ModelError};
+
+use crate::Stage;
 
 pub const SIZE_FILE: &str = "size.json";
 
@@ -213,27 +215,13 @@ impl Report {
 }
 
 impl Report {
-    /// Reads `dir/size.json`, naming the file and the stage that writes it when it is missing or damaged.
+    /// Reads `dir/size.json`, naming the file and the stage that writes it when missing or damaged.
     pub fn read(dir: &Path) -> Result<Report, ModelError> {
-        let path = dir.join(SIZE_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            ModelError::Other(format!(
-                "{}: {e} (surgery writes it: run `just surgery CONFIG`)",
-                path.display()
-            ))
-        })?;
-        serde_json::from_str(&text).map_err(|e| {
-            ModelError::Other(format!(
-                "{}: {e} (rerun surgery with --force to rewrite it)",
-                path.display()
-            ))
-        })
+        super::read_json(dir, SIZE_FILE, Stage::Surgery)
     }
 
     pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
-        let text =
-            serde_json::to_string_pretty(self).map_err(|e| ModelError::Other(e.to_string()))?;
-        write_atomic(&dir.join(SIZE_FILE), (text + "\n").as_bytes())
+        super::write_json(dir, SIZE_FILE, self)
     }
 }
 

@@ -58,12 +58,7 @@ fn run(a: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sekator_model::logging::init("warn");
     std::env::set_var("POLARS_FMT_MAX_COLS", "30");
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,13 @@
+//! Log output of every sekator binary: to stderr (stdout stays for results), `RUST_LOG` overriding each
+//! binary's default level.
+
+/// Starts the logger with `default` (an `EnvFilter` directive such as `"warn"`) unless `RUST_LOG` is set.
+pub fn init(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
