@@ -171,32 +171,8 @@ impl TeacherEmbeddings {
     ) -> Result<Self> {
         let dir = cache_dir.join(key.id());
         let meta_path = dir.join(META_FILE);
-        if let Some(meta) = std::fs::read_to_string(&meta_path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Meta>(&t).ok())
-        {
-            if meta.version == FORMAT_VERSION
-                && meta.key == *key
-                && meta.rows == src.pairs.len()
-                && meta.dim == src.dim
-            {
-                match Self::open(&dir, &meta) {
-                    Ok(mut c) => {
-                        c.hit = true;
-                        tracing::info!(
-                            "teacher cache hit: {} ({} pairs, dim {})",
-                            dir.display(),
-                            c.rows,
-                            c.dim
-                        );
-                        return Ok(c);
-                    }
-                    Err(e) => tracing::warn!(
-                        "teacher cache {} unusable ({e}); recomputing",
-                        dir.display()
-                    ),
-                }
-            }
+        if let Some(c) = Self::open_complete(&dir, &meta_path, key, &src) {
+            return Ok(c);
         }
         std::fs::create_dir_all(&dir).map_err(|e| DistillError::io(&dir, e))?;
         let n = src.pairs.len();
@@ -225,53 +201,7 @@ impl TeacherEmbeddings {
             return Err(DistillError::TeacherCacheMissing { dir });
         }
         if !missing.is_empty() {
-            let teacher = Encoder::<B>::load(src.teacher_dir, device)?;
-            if teacher.hidden_size() != src.dim {
-                return Err(DistillError::Input(format!(
-                    "{}: teacher hidden size {} differs from its config's {}",
-                    src.teacher_dir.display(),
-                    teacher.hidden_size(),
-                    src.dim
-                )));
-            }
-            let opts = EmbedOptions {
-                pooling: key.pooling,
-                normalize: false,
-                batch_size: src.batch_size.max(1),
-                max_length: key.max_length,
-            };
-            let todo_texts = missing
-                .iter()
-                .map(|&(s, _)| shard_rows_of(n, shard_rows, s))
-                .sum::<usize>();
-            let bar = progress_bar(todo_texts as u64, "teacher");
-            let mut done_before = 0u64;
-            let mut batches = 0u64;
-            for &(s, side) in &missing {
-                let range = s * shard_rows..s * shard_rows + shard_rows_of(n, shard_rows, s);
-                let texts: Vec<String> = src.pairs[range]
-                    .iter()
-                    .map(|p| {
-                        if side == Side::En {
-                            p.en.clone()
-                        } else {
-                            p.ru.clone()
-                        }
-                    })
-                    .collect();
-                let rows = teacher.embed(&texts, &opts, |done| {
-                    TEACHER_FORWARD_BATCHES.fetch_add(1, Ordering::Relaxed);
-                    batches += 1;
-                    bar.set_position(done_before + done as u64);
-                })?;
-                done_before += texts.len() as u64;
-                let mut bytes = Vec::with_capacity(rows.len() * src.dim * 4 + 128);
-                npy::write_f32(&mut bytes, &rows, src.dim)
-                    .map_err(|e| DistillError::io(&dir, e))?;
-                write_atomic(&shard_path(&dir, side, s), &bytes)?;
-            }
-            bar.finish_and_clear();
-            forward = batches;
+            forward = fill_shards::<B>(&dir, key, &src, shard_rows, &missing, device)?;
         }
         let meta = Meta {
             version: FORMAT_VERSION,
@@ -289,6 +219,45 @@ impl TeacherEmbeddings {
         let mut c = Self::open(&dir, &meta)?;
         c.forward_batches = forward;
         Ok(c)
+    }
+
+    /// The cache in `dir` if `cache.json` marks it complete for `key` and `src` and its shards open (a
+    /// hit); an unusable one is logged and left to be recomputed.
+    fn open_complete(
+        dir: &Path,
+        meta_path: &Path,
+        key: &CacheKey,
+        src: &CacheSource<'_>,
+    ) -> Option<Self> {
+        let meta = std::fs::read_to_string(meta_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Meta>(&t).ok())?;
+        if meta.version != FORMAT_VERSION
+            || meta.key != *key
+            || meta.rows != src.pairs.len()
+            || meta.dim != src.dim
+        {
+            return None;
+        }
+        match Self::open(dir, &meta) {
+            Ok(mut c) => {
+                c.hit = true;
+                tracing::info!(
+                    "teacher cache hit: {} ({} pairs, dim {})",
+                    dir.display(),
+                    c.rows,
+                    c.dim
+                );
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "teacher cache {} unusable ({e}); recomputing",
+                    dir.display()
+                );
+                None
+            }
+        }
     }
 
     fn open(dir: &Path, meta: &Meta) -> Result<Self> {
@@ -329,6 +298,65 @@ impl TeacherEmbeddings {
         }
         out
     }
+}
+
+/// Encodes the `missing` shards (`(shard, side)`) of `src.pairs` with the teacher into `dir`, one atomic
+/// file each (so an interrupted fill resumes); returns the teacher forward passes (batches) run.
+fn fill_shards<B: Backend>(
+    dir: &Path,
+    key: &CacheKey,
+    src: &CacheSource<'_>,
+    shard_rows: usize,
+    missing: &[(usize, Side)],
+    device: &B::Device,
+) -> Result<u64> {
+    let n = src.pairs.len();
+    let teacher = Encoder::<B>::load(src.teacher_dir, device)?;
+    if teacher.hidden_size() != src.dim {
+        return Err(DistillError::Input(format!(
+            "{}: teacher hidden size {} differs from its config's {}",
+            src.teacher_dir.display(),
+            teacher.hidden_size(),
+            src.dim
+        )));
+    }
+    let opts = EmbedOptions {
+        pooling: key.pooling,
+        normalize: false,
+        batch_size: src.batch_size.max(1),
+        max_length: key.max_length,
+    };
+    let todo_texts = missing
+        .iter()
+        .map(|&(s, _)| shard_rows_of(n, shard_rows, s))
+        .sum::<usize>();
+    let bar = progress_bar(todo_texts as u64, "teacher");
+    let mut done_before = 0u64;
+    let mut batches = 0u64;
+    for &(s, side) in missing {
+        let range = s * shard_rows..s * shard_rows + shard_rows_of(n, shard_rows, s);
+        let texts: Vec<String> = src.pairs[range]
+            .iter()
+            .map(|p| {
+                if side == Side::En {
+                    p.en.clone()
+                } else {
+                    p.ru.clone()
+                }
+            })
+            .collect();
+        let rows = teacher.embed(&texts, &opts, |done| {
+            TEACHER_FORWARD_BATCHES.fetch_add(1, Ordering::Relaxed);
+            batches += 1;
+            bar.set_position(done_before + done as u64);
+        })?;
+        done_before += texts.len() as u64;
+        let mut bytes = Vec::with_capacity(rows.len() * src.dim * 4 + 128);
+        npy::write_f32(&mut bytes, &rows, src.dim).map_err(|e| DistillError::io(dir, e))?;
+        write_atomic(&shard_path(dir, side, s), &bytes)?;
+    }
+    bar.finish_and_clear();
+    Ok(batches)
 }
 
 pub(crate) fn progress_bar(len: u64, what: &str) -> ProgressBar {

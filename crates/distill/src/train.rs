@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -26,14 +26,15 @@ use sekator_model::backend::{self, AutodiffTask};
 use sekator_model::pooling::{self, default_pooling};
 use sekator_model::DeviceKind;
 use sekator_model::{
-    checkpoint_hash, file_hash, read_config, BertModel, Encoder, Pooling, SafetensorsWeights,
-    TextTokenizer, TokenBatch,
+    checkpoint_hash, file_hash, read_config, BertConfig, BertModel, Encoder, Pooling,
+    SafetensorsWeights, TextTokenizer, TokenBatch,
 };
-use sekator_pipeline::{Manifest, PairData};
+use sekator_pipeline::artifacts::distill::{DistillSummary, DISTILL_SUMMARY_FILE};
+use sekator_pipeline::{Manifest, Pair, PairData};
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::{trajectory_differences, DistillConfig};
-use crate::data::TrainData;
+use crate::data::{DataPosition, TrainData};
 use crate::error::{DistillError, Result};
 use crate::eval::{self, DevSet, EvalMetrics};
 use crate::loss::{distill_loss, LossValues, LossWeights};
@@ -114,14 +115,36 @@ pub struct Summary {
 /// The manifest a finished run of `cfg` writes (settings and input hashes), to tell whether `cfg.out`
 /// already holds this very run.
 pub fn expected_manifest(cfg: &DistillConfig) -> Result<Manifest> {
-    let mut inputs = BTreeMap::new();
-    inputs.insert("teacher".to_string(), checkpoint_hash(cfg.teacher()?)?);
-    inputs.insert("student".to_string(), checkpoint_hash(cfg.student()?)?);
-    inputs.insert("data".to_string(), file_hash(cfg.data()?)?);
-    if let Some(p) = cfg.dev_data() {
-        inputs.insert("dev_data".to_string(), file_hash(&p)?);
+    let hashes = InputHashes {
+        teacher: checkpoint_hash(cfg.teacher()?)?,
+        student: checkpoint_hash(cfg.student()?)?,
+        data: file_hash(cfg.data()?)?,
+        dev: cfg.dev_data().map(|p| file_hash(&p)).transpose()?,
+    };
+    Ok(distill_manifest(cfg, hashes.manifest_inputs()))
+}
+
+/// The hashes of a run's inputs: checked on resume, recorded in the manifest.
+struct InputHashes {
+    teacher: String,
+    student: String,
+    data: String,
+    /// Of the dev file, when the run evaluates on one.
+    dev: Option<String>,
+}
+
+impl InputHashes {
+    /// The manifest's `inputs` (what `expected_manifest` compares).
+    fn manifest_inputs(&self) -> BTreeMap<String, String> {
+        let mut inputs = BTreeMap::new();
+        inputs.insert("teacher".to_string(), self.teacher.clone());
+        inputs.insert("student".to_string(), self.student.clone());
+        inputs.insert("data".to_string(), self.data.clone());
+        if let Some(h) = &self.dev {
+            inputs.insert("dev_data".to_string(), h.clone());
+        }
+        inputs
     }
-    Ok(distill_manifest(cfg, inputs))
 }
 
 /// The manifest of `cfg` with input hashes `inputs`, and the code lineage of the student's stage.
@@ -271,11 +294,7 @@ fn has_pooler(dir: &Path) -> Result<bool> {
         .any(|n| n == "pooler.dense.weight"))
 }
 
-fn to_tensor<B: burn::tensor::backend::Backend>(
-    flat: Vec<f32>,
-    dim: usize,
-    device: &B::Device,
-) -> Tensor<B, 2> {
+fn to_tensor<B: Backend>(flat: Vec<f32>, dim: usize, device: &B::Device) -> Tensor<B, 2> {
     let rows = flat.len() / dim;
     // f32 whatever the training dtype: the loss is computed in f32 (see `precision.rs`)
     Tensor::from_data(TensorData::new(flat, [rows, dim]), (device, DType::F32))
@@ -331,6 +350,7 @@ fn prepare_out(out: &Path, opts: &TrainOptions) -> Result<()> {
         out.join("final"),
         out.join(crate::metrics::METRICS_FILE),
         out.join("manifest.json"),
+        out.join(DISTILL_SUMMARY_FILE),
     ];
     if opts.overwrite {
         for p in &ours {
@@ -352,17 +372,46 @@ fn prepare_out(out: &Path, opts: &TrainOptions) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| DistillError::io(out, e))
 }
 
+/// Prepares the inputs, then trains (or probes), then finishes the run.
 fn train<B: AutodiffBackend>(
     cfg: &DistillConfig,
     opts: &TrainOptions,
     precision: Precision,
     device: &B::Device,
 ) -> Result<Summary> {
-    let probe = opts.probe.as_ref();
     let started = Instant::now();
-    let (teacher_dir, student_dir, data_path) = (cfg.teacher()?, cfg.student()?, cfg.data()?);
+    let (inputs, model) = prepare::<B>(cfg, opts, precision, device)?;
+    if opts.fill_cache_only {
+        return Ok(inputs.summary);
+    }
+    let mut run = Run::start(cfg, opts, precision, device, inputs, model)?;
+    match &opts.probe {
+        Some(p) => run.probe(p),
+        None => {
+            run.train()?;
+            run.finish(started)
+        }
+    }
+}
 
-    // --- inputs -----------------------------------------------------------------------------------
+/// The student as loaded, with what both checkpoints' configs allow.
+struct Student<B: AutodiffBackend> {
+    model: BertModel<B>,
+    tokenizer: TextTokenizer,
+    config: BertConfig,
+    pooling: Pooling,
+    max_length: usize,
+    /// The embedding size (the teacher's and the student's hidden size: they must be equal).
+    dim: usize,
+}
+
+/// Reads both checkpoints' configs and loads the student, refusing pairs distill cannot train.
+fn load_student<B: AutodiffBackend>(
+    cfg: &DistillConfig,
+    teacher_dir: &Path,
+    student_dir: &Path,
+    device: &B::Device,
+) -> Result<Student<B>> {
     let teacher_cfg = read_config(teacher_dir)
         .map_err(|e| DistillError::Input(format!("teacher checkpoint: {e}")))?;
     let student_cfg = read_config(student_dir)
@@ -384,12 +433,10 @@ fn train<B: AutodiffBackend>(
         .pooling
         .unwrap_or_else(|| default_pooling(teacher_dir, teacher_pooler).0);
     let Encoder {
-        model: student_model,
-        tokenizer,
-        ..
+        model, tokenizer, ..
     } = Encoder::<B>::load(student_dir, device)
         .map_err(|e| DistillError::Input(format!("student checkpoint: {e}")))?;
-    if pooling == Pooling::Pooler && !(teacher_pooler && student_model.pooler.is_some()) {
+    if pooling == Pooling::Pooler && !(teacher_pooler && model.pooler.is_some()) {
         return Err(DistillError::Input(format!(
             "pooling = \"pooler\", but the {} has no pooler weights (use cls or mean)",
             if teacher_pooler { "student" } else { "teacher" }
@@ -399,6 +446,84 @@ fn train<B: AutodiffBackend>(
         .max_length
         .min(student_cfg.max_position_embeddings)
         .min(teacher_cfg.max_position_embeddings);
+    Ok(Student {
+        model,
+        tokenizer,
+        config: student_cfg,
+        pooling,
+        max_length,
+        dim: teacher_cfg.hidden_size,
+    })
+}
+
+/// Where and how the teacher's targets are cached; the training and the dev pairs differ only in their
+/// pairs and the data hash that names them.
+struct TeacherTargets<'a> {
+    cache_dir: PathBuf,
+    teacher_dir: &'a Path,
+    teacher_hash: String,
+    pooling: Pooling,
+    max_length: usize,
+    dim: usize,
+    batch_size: usize,
+    shard_rows: usize,
+    /// The teacher runs in the process's dtype, so only an f32 process computes targets.
+    may_build: bool,
+}
+
+impl TeacherTargets<'_> {
+    /// The targets of `pairs` (named by `data_hash` in the cache key), opened or computed.
+    fn open<B: Backend>(
+        &self,
+        data_hash: String,
+        pairs: &[Pair],
+        device: &B::Device,
+    ) -> Result<TeacherEmbeddings> {
+        let key = CacheKey {
+            teacher_hash: self.teacher_hash.clone(),
+            data_hash,
+            pooling: self.pooling,
+            max_length: self.max_length,
+        };
+        let src = CacheSource {
+            teacher_dir: self.teacher_dir,
+            pairs,
+            batch_size: self.batch_size,
+            shard_rows: self.shard_rows,
+            dim: self.dim,
+            may_build: self.may_build,
+        };
+        TeacherEmbeddings::open_or_build::<B>(&self.cache_dir, &key, src, device)
+    }
+}
+
+/// What a run reads before its first step.
+struct Inputs<'a> {
+    student_dir: &'a Path,
+    student_cfg: BertConfig,
+    tokenizer: TextTokenizer,
+    pooling: Pooling,
+    max_length: usize,
+    data: TrainData,
+    cache: TeacherEmbeddings,
+    dim: usize,
+    dev: Option<DevSet>,
+    hashes: InputHashes,
+    /// What every summary says of the inputs (its training fields empty).
+    summary: Summary,
+}
+
+/// Checks and loads the inputs and fills or opens the teacher caches (train and dev); also returns the
+/// student model, which the run then owns.
+fn prepare<'a, B: AutodiffBackend>(
+    cfg: &'a DistillConfig,
+    opts: &TrainOptions,
+    precision: Precision,
+    device: &B::Device,
+) -> Result<(Inputs<'a>, BertModel<B>)> {
+    let (teacher_dir, student_dir, data_path) = (cfg.teacher()?, cfg.student()?, cfg.data()?);
+    let student = load_student::<B>(cfg, teacher_dir, student_dir, device)?;
+    let (pooling, max_length, dim) = (student.pooling, student.max_length, student.dim);
     let mut data = TrainData::read(data_path, cfg.batch_size, cfg.seed)?;
     tracing::info!(
         "{}: {} pairs ({} malformed lines skipped); pooling {pooling}, max_length {max_length}",
@@ -407,164 +532,307 @@ fn train<B: AutodiffBackend>(
         data.skipped
     );
     let dev_path = cfg.dev_data();
-    if let Some(p) = &cfg.dev_data {
-        if !p.exists() {
-            return Err(DistillError::Input(format!(
-                "{}: dev_data not found",
-                p.display()
-            )));
-        }
+    if let Some(p) = cfg.dev_data.as_ref().filter(|p| !p.exists()) {
+        return Err(DistillError::Input(format!(
+            "{}: dev_data not found",
+            p.display()
+        )));
     }
-
-    let teacher_hash = checkpoint_hash(teacher_dir)?;
-    let student_hash = checkpoint_hash(student_dir)?;
-    let data_hash = file_hash(data_path)?;
+    let mut hashes = InputHashes {
+        teacher: checkpoint_hash(teacher_dir)?,
+        student: checkpoint_hash(student_dir)?,
+        data: file_hash(data_path)?,
+        dev: None,
+    };
     // `max_pairs`: train on (and cache the teacher for) a seeded sample only; the cache key names it, so
     // runs with any step count share the cache.
-    let mut cache_data_hash = data_hash.clone();
+    let mut cache_data_hash = hashes.data.clone();
     if let Some(m) = cfg.max_pairs.filter(|&m| m < data.len()) {
         data.keep_first_visited(m);
-        cache_data_hash = format!("{data_hash}:sample:{}:{m}", cfg.seed);
+        cache_data_hash = format!("{}:sample:{}:{m}", hashes.data, cfg.seed);
         tracing::info!("max_pairs = {m}: training on a seeded sample of {m} pairs");
     }
-    let cache_dir = cfg.cache_dir();
-    let dim = teacher_cfg.hidden_size;
-    // The teacher runs in the process's dtype, so only an f32 process computes targets (see `may_build`).
-    let may_build = precision == Precision::F32;
-    let key = CacheKey {
-        teacher_hash: teacher_hash.clone(),
-        data_hash: cache_data_hash,
+    let targets = TeacherTargets {
+        cache_dir: cfg.cache_dir(),
+        teacher_dir,
+        teacher_hash: hashes.teacher.clone(),
         pooling,
         max_length,
+        dim,
+        batch_size: cfg.eval_batch_size,
+        shard_rows: cfg.cache_shard_rows,
+        may_build: precision == Precision::F32,
     };
-    let cache = TeacherEmbeddings::open_or_build::<B::InnerBackend>(
-        &cache_dir,
-        &key,
-        CacheSource {
-            teacher_dir,
-            pairs: &data.pairs,
-            batch_size: cfg.eval_batch_size,
-            shard_rows: cfg.cache_shard_rows,
-            dim,
-            may_build,
-        },
-        device,
-    )?;
-    let mut cache_hit = cache.hit;
-    let mut forward_batches = cache.forward_batches;
-    let mut dev_hash = None;
+    let cache = targets.open::<B::InnerBackend>(cache_data_hash, &data.pairs, device)?;
+    let (mut cache_hit, mut forward_batches) = (cache.hit, cache.forward_batches);
     // probes train without evaluation: no dev set
-    let dev = match dev_path.as_ref().filter(|_| probe.is_none()) {
+    let dev = match dev_path.as_ref().filter(|_| opts.probe.is_none()) {
         Some(p) => {
-            let mut d = PairData::read(p)?;
-            let h = file_hash(p)?;
-            // only the first eval_pairs are evaluated: embed just those with the teacher
-            let used = cfg.eval_pairs.min(d.pairs.len());
-            d.pairs.truncate(used);
-            let dkey = CacheKey {
-                teacher_hash: teacher_hash.clone(),
-                data_hash: format!("{h}:first:{used}"),
-                pooling,
-                max_length,
-            };
-            let dc = TeacherEmbeddings::open_or_build::<B::InnerBackend>(
-                &cache_dir,
-                &dkey,
-                CacheSource {
-                    teacher_dir,
-                    pairs: &d.pairs,
-                    batch_size: cfg.eval_batch_size,
-                    shard_rows: cfg.cache_shard_rows,
-                    dim,
-                    may_build,
-                },
-                device,
-            )?;
-            cache_hit &= dc.hit;
-            forward_batches += dc.forward_batches;
-            dev_hash = Some(h);
-            let n = cfg.eval_pairs.min(d.pairs.len());
-            let idx: Vec<usize> = (0..n).collect();
-            Some(DevSet {
-                pairs: d.pairs[..n].to_vec(),
-                t_en: dc.gather(Side::En, &idx),
-                t_ru: dc.gather(Side::Ru, &idx),
-                dim,
-            })
+            let (dev, hash, dev_cache) = dev_set::<B::InnerBackend>(cfg, &targets, p, device)?;
+            cache_hit &= dev_cache.hit;
+            forward_batches += dev_cache.forward_batches;
+            hashes.dev = Some(hash);
+            Some(dev)
         }
         None => {
-            if probe.is_none() {
+            if opts.probe.is_none() {
                 tracing::warn!("no dev data (set dev_data): training without evaluation");
             }
             None
         }
     };
-    // what every summary says of the inputs; the training fields start empty
-    let inputs_summary = Summary {
-        out: cfg.out.clone(),
-        total_steps: 0,
-        step: 0,
-        steps_this_run: 0,
-        resumed_from: None,
-        finished: false,
-        final_dir: None,
-        pooling,
-        precision,
-        train_pairs: data.len(),
-        skipped_lines: data.skipped,
-        first_bad_lines: data.first_bad.clone(),
+    let summary = Summary {
         teacher_cache: cache.dir.clone(),
         teacher_cache_hit: cache_hit,
         teacher_forward_batches: forward_batches,
-        pairs_per_s: 0.0,
-        first_loss: None,
-        last_loss: None,
-        eval_first: None,
-        eval_last: None,
-        teacher_acc: None,
-        loss_plot: None,
-        skipped_checkpoints: Vec::new(),
+        ..Summary::of_inputs(cfg, pooling, precision, &data)
     };
-    if opts.fill_cache_only {
-        return Ok(inputs_summary);
+    let inputs = Inputs {
+        student_dir,
+        student_cfg: student.config,
+        tokenizer: student.tokenizer,
+        pooling,
+        max_length,
+        data,
+        cache,
+        dim,
+        dev,
+        hashes,
+        summary,
+    };
+    Ok((inputs, student.model))
+}
+
+/// The first `eval_pairs` dev pairs of `path` with their teacher targets; also the file's hash and the
+/// targets' cache (for its hit and forward-pass counts).
+fn dev_set<B: Backend>(
+    cfg: &DistillConfig,
+    targets: &TeacherTargets<'_>,
+    path: &Path,
+    device: &B::Device,
+) -> Result<(DevSet, String, TeacherEmbeddings)> {
+    let mut d = PairData::read(path)?;
+    let hash = file_hash(path)?;
+    // only the first eval_pairs are evaluated: embed just those with the teacher
+    let used = cfg.eval_pairs.min(d.pairs.len());
+    d.pairs.truncate(used);
+    let cache = targets.open::<B>(format!("{hash}:first:{used}"), &d.pairs, device)?;
+    let idx: Vec<usize> = (0..used).collect();
+    let dev = DevSet {
+        t_en: cache.gather(Side::En, &idx),
+        t_ru: cache.gather(Side::Ru, &idx),
+        pairs: d.pairs,
+        dim: targets.dim,
+    };
+    Ok((dev, hash, cache))
+}
+
+impl Summary {
+    /// A summary of the inputs only: the training fields (and the teacher cache's) empty.
+    fn of_inputs(
+        cfg: &DistillConfig,
+        pooling: Pooling,
+        precision: Precision,
+        data: &TrainData,
+    ) -> Summary {
+        Summary {
+            out: cfg.out.clone(),
+            total_steps: 0,
+            step: 0,
+            steps_this_run: 0,
+            resumed_from: None,
+            finished: false,
+            final_dir: None,
+            pooling,
+            precision,
+            train_pairs: data.len(),
+            skipped_lines: data.skipped,
+            first_bad_lines: data.first_bad.clone(),
+            teacher_cache: PathBuf::new(),
+            teacher_cache_hit: false,
+            teacher_forward_batches: 0,
+            pairs_per_s: 0.0,
+            first_loss: None,
+            last_loss: None,
+            eval_first: None,
+            eval_last: None,
+            teacher_acc: None,
+            loss_plot: None,
+            skipped_checkpoints: Vec::new(),
+        }
     }
-    let teacher_acc = dev
-        .as_ref()
-        .map(|d| eval::teacher_accuracy::<B::InnerBackend>(d, device));
-    if let Some((a, b)) = teacher_acc {
-        tracing::info!("teacher dev retrieval acc@1: en->ru {a:.4}, ru->en {b:.4}");
+}
+
+/// Losses and seconds of the steps since the last log line.
+#[derive(Default)]
+struct LossWindow {
+    sum: LossValues,
+    steps: usize,
+    seconds: f64,
+}
+
+impl LossWindow {
+    fn add(&mut self, v: &LossValues, secs: f64) {
+        self.sum.total += v.total;
+        self.sum.mse_en += v.mse_en;
+        self.sum.mse_ru += v.mse_ru;
+        self.sum.cross += v.cross;
+        self.sum.rank += v.rank;
+        self.steps += 1;
+        self.seconds += secs;
     }
 
-    // --- run state --------------------------------------------------------------------------------
-    let out = cfg.out.as_path();
-    if probe.is_none() {
-        prepare_out(out, opts)?;
+    /// The mean losses and the pairs/s (`batch_size` pairs a step) of the window, which is emptied.
+    fn take(&mut self, batch_size: usize) -> (LossValues, f64) {
+        let k = self.steps as f32;
+        let mean = LossValues {
+            total: self.sum.total / k,
+            mse_en: self.sum.mse_en / k,
+            mse_ru: self.sum.mse_ru / k,
+            cross: self.sum.cross / k,
+            rank: self.sum.rank / k,
+        };
+        let pairs_per_s = (self.steps * batch_size) as f64 / self.seconds.max(1e-9);
+        *self = Self::default();
+        (mean, pairs_per_s)
     }
-    let total_steps = cfg
-        .steps
-        .unwrap_or_else(|| ((cfg.epochs * data.batches_per_epoch() as f64).ceil() as usize).max(1));
-    let mut warmup = configured_warmup(cfg, total_steps);
-    let weights = LossWeights {
-        mse: cfg.w_mse,
-        cross: cfg.w_cross,
-        rank: cfg.w_rank,
-        rank_scale: cfg.rank_scale,
-        normalize: cfg.normalize,
-    };
-    let mut optim = AdamW::<B::InnerBackend>::new(AdamWSettings {
-        beta1: cfg.adam_beta1,
-        beta2: cfg.adam_beta2,
-        eps: cfg.adam_eps,
-        weight_decay: cfg.weight_decay,
-        max_grad_norm: cfg.max_grad_norm,
-    });
-    let trajectory = cfg.trajectory_key();
-    let mut start_step = 0;
-    let mut train_seconds_before = 0.0;
-    let mut resumed_from = None;
-    let mut model = student_model;
-    let mut skipped_checkpoints = Vec::new();
-    if opts.resume && probe.is_none() {
+}
+
+/// What one optimizer step did.
+struct StepDone {
+    /// Where its batch came from.
+    pos: DataPosition,
+    pairs: usize,
+    values: LossValues,
+    lr: f64,
+    grad_norm: f32,
+    secs: f64,
+}
+
+/// One invocation's training: the student and its optimizer, where the run stands and what it logged.
+struct Run<'a, B: AutodiffBackend> {
+    cfg: &'a DistillConfig,
+    opts: &'a TrainOptions,
+    precision: Precision,
+    device: &'a B::Device,
+    inputs: Inputs<'a>,
+    /// `None` only inside [`Run::step`], while the optimizer updates it.
+    model: Option<BertModel<B>>,
+    optim: AdamW<B::InnerBackend>,
+    loss_weights: LossWeights,
+    trajectory: serde_json::Value,
+    total_steps: usize,
+    warmup: usize,
+    /// Steps done.
+    step: usize,
+    steps_this_run: usize,
+    resumed_from: Option<usize>,
+    /// Training seconds of the invocations before this one (from the checkpoint resumed).
+    train_seconds_before: f64,
+    train_seconds: f64,
+    skipped_checkpoints: Vec<usize>,
+    teacher_acc: Option<(f32, f32)>,
+    metrics: MetricsLog,
+    /// The newest checkpoint, named when a non-finite loss stops the run.
+    latest_ckpt: Option<PathBuf>,
+    first_loss: Option<LossValues>,
+    last_loss: Option<LossValues>,
+    window: LossWindow,
+    bar: ProgressBar,
+}
+
+const STUDENT: &str = "the student is in place between steps";
+
+impl<'a, B: AutodiffBackend> Run<'a, B> {
+    /// A fresh run of `inputs` (or, with `--resume`, the newest verified checkpoint's). A probe writes
+    /// nothing into `out` and always starts at step 0.
+    fn start(
+        cfg: &'a DistillConfig,
+        opts: &'a TrainOptions,
+        precision: Precision,
+        device: &'a B::Device,
+        inputs: Inputs<'a>,
+        model: BertModel<B>,
+    ) -> Result<Self> {
+        let teacher_acc = inputs
+            .dev
+            .as_ref()
+            .map(|d| eval::teacher_accuracy::<B::InnerBackend>(d, device));
+        if let Some((a, b)) = teacher_acc {
+            tracing::info!("teacher dev retrieval acc@1: en->ru {a:.4}, ru->en {b:.4}");
+        }
+        let total_steps = cfg.steps.unwrap_or_else(|| {
+            ((cfg.epochs * inputs.data.batches_per_epoch() as f64).ceil() as usize).max(1)
+        });
+        let mut run = Run {
+            cfg,
+            opts,
+            precision,
+            device,
+            inputs,
+            model: Some(model),
+            optim: AdamW::new(AdamWSettings {
+                beta1: cfg.adam_beta1,
+                beta2: cfg.adam_beta2,
+                eps: cfg.adam_eps,
+                weight_decay: cfg.weight_decay,
+                max_grad_norm: cfg.max_grad_norm,
+            }),
+            loss_weights: LossWeights {
+                mse: cfg.w_mse,
+                cross: cfg.w_cross,
+                rank: cfg.w_rank,
+                rank_scale: cfg.rank_scale,
+                normalize: cfg.normalize,
+            },
+            trajectory: cfg.trajectory_key(),
+            total_steps,
+            warmup: configured_warmup(cfg, total_steps),
+            step: 0,
+            steps_this_run: 0,
+            resumed_from: None,
+            train_seconds_before: 0.0,
+            train_seconds: 0.0,
+            skipped_checkpoints: Vec::new(),
+            teacher_acc,
+            metrics: MetricsLog::discard(),
+            latest_ckpt: None,
+            first_loss: None,
+            last_loss: None,
+            window: LossWindow::default(),
+            bar: ProgressBar::hidden(),
+        };
+        if opts.probe.is_none() {
+            prepare_out(&cfg.out, opts)?;
+            if opts.resume {
+                run.restore()?;
+            }
+            run.metrics = match run.resumed_from {
+                Some(_) => MetricsLog::resume(&cfg.out, run.step)?,
+                None => MetricsLog::create(&cfg.out)?,
+            };
+        }
+        Ok(run)
+    }
+
+    fn model(&self) -> &BertModel<B> {
+        self.model.as_ref().expect(STUDENT)
+    }
+
+    fn schedule(&self) -> LrSchedule {
+        LrSchedule {
+            peak: self.cfg.lr,
+            warmup: self.warmup,
+            total: self.total_steps,
+            kind: self.cfg.schedule,
+            min_ratio: self.cfg.min_lr_ratio,
+        }
+    }
+
+    /// `--resume`: continues from the newest checkpoint that verifies (newer damaged ones are set aside),
+    /// refusing one made by another run; none at all is a fresh start.
+    fn restore(&mut self) -> Result<()> {
+        let out = self.cfg.out.as_path();
         let found = checkpoint::newest_verified(out);
         for sk in &found.skipped {
             let aside = checkpoint::set_aside(&sk.dir)?;
@@ -573,118 +841,145 @@ fn train<B: AutodiffBackend>(
                 sk.dir.display(),
                 aside.display()
             );
-            skipped_checkpoints.push(sk.step);
+            self.skipped_checkpoints.push(sk.step);
         }
-        if let Some((dir, st)) = found.good {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let mismatch = |what: &str| {
-                DistillError::Resume(format!("{}: was made with a different {what}; start over with --overwrite or restore it", dir.display()))
-            };
-            let differs = trajectory_differences(&st.trajectory, &trajectory);
-            if !differs.is_empty() {
-                return Err(mismatch(&format!("config (keys: {})", differs.join(", "))));
-            }
-            if st.teacher_hash != teacher_hash {
-                return Err(mismatch("teacher"));
-            }
-            if st.student_hash != student_hash {
-                return Err(mismatch("student"));
-            }
-            if st.data_hash != data_hash {
-                return Err(mismatch("data file"));
-            }
-            if st.precision.is_some_and(|p| p != precision) {
-                return Err(mismatch(
-                    "precision (the checkpoint's is in its state.json)",
-                ));
-            }
-            if st.position != data.position_of(st.step) {
-                return Err(mismatch("data position (batch size or pair count)"));
-            }
-            if total_steps < st.step {
-                return Err(DistillError::Resume(format!(
-                    "{}: has done {} steps, more than this {total_steps}-step run (steps/epochs) has; set steps to at \
-                     least {} to continue it, or start over with --overwrite",
-                    dir.display(),
-                    st.step,
-                    st.step
-                )));
-            }
-            warmup = resumed_warmup(cfg, &st, total_steps);
-            if total_steps != st.total_steps {
+        let Some((dir, st)) = found.good else {
+            if found.skipped.is_empty() {
                 tracing::info!(
-                    "resuming {name} of a {}-step run as a {total_steps}-step run: the schedule is recomputed for \
-                     {total_steps} steps (warm-up {warmup} steps, as trained)",
-                    st.total_steps
+                    "--resume: no checkpoint in {}; starting fresh",
+                    checkpoint::checkpoints_dir(out).display()
                 );
-            }
-            let code = env!("SEKATOR_CODE");
-            if let Some(then) = st.code.as_deref().filter(|&c| c != code) {
+            } else {
                 tracing::warn!(
-                    "checkpoint {name} was written by other code (fingerprint {then}, now {code}); continuing with \
-                     the current code"
+                    "--resume: all {} checkpoints in {} were damaged; starting fresh",
+                    found.skipped.len(),
+                    checkpoint::checkpoints_dir(out).display()
                 );
             }
-            let restored = Encoder::<B>::load(&dir, device)?;
-            model = restored.model;
-            optim.load(
-                &dir.join(checkpoint::OPTIMIZER_FILE),
-                st.optimizer_step,
-                &param_paths::<B, _>(&model),
-                device,
-            )?;
-            start_step = st.step;
-            train_seconds_before = st.train_seconds;
-            resumed_from = Some(st.step);
+            return Ok(());
+        };
+        self.check_resumable(&dir, &st)?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let total_steps = self.total_steps;
+        self.warmup = resumed_warmup(self.cfg, &st, total_steps);
+        if total_steps != st.total_steps {
             tracing::info!(
-                "resuming from {} (step {} of {})",
+                "resuming {name} of a {}-step run as a {total_steps}-step run: the schedule is recomputed for \
+                 {total_steps} steps (warm-up {} steps, as trained)",
+                st.total_steps,
+                self.warmup
+            );
+        }
+        let code = env!("SEKATOR_CODE");
+        if let Some(then) = st.code.as_deref().filter(|&c| c != code) {
+            tracing::warn!(
+                "checkpoint {name} was written by other code (fingerprint {then}, now {code}); continuing with \
+                 the current code"
+            );
+        }
+        let model = Encoder::<B>::load(&dir, self.device)?.model;
+        self.optim.load(
+            &dir.join(checkpoint::OPTIMIZER_FILE),
+            st.optimizer_step,
+            &param_paths::<B, _>(&model),
+            self.device,
+        )?;
+        self.model = Some(model);
+        self.step = st.step;
+        self.train_seconds_before = st.train_seconds;
+        self.resumed_from = Some(st.step);
+        tracing::info!(
+            "resuming from {} (step {} of {})",
+            dir.display(),
+            st.step,
+            total_steps
+        );
+        Ok(())
+    }
+
+    /// Refuses checkpoint `dir` (state `st`) unless this very run made it: same settings, inputs,
+    /// precision and data position, and no more steps done than this run has.
+    fn check_resumable(&self, dir: &Path, st: &TrainState) -> Result<()> {
+        let mismatch = |what: &str| {
+            DistillError::Resume(format!(
+                "{}: was made with a different {what}; start over with --overwrite or restore it",
+                dir.display()
+            ))
+        };
+        let differs = trajectory_differences(&st.trajectory, &self.trajectory);
+        if !differs.is_empty() {
+            return Err(mismatch(&format!("config (keys: {})", differs.join(", "))));
+        }
+        let h = &self.inputs.hashes;
+        if st.teacher_hash != h.teacher {
+            return Err(mismatch("teacher"));
+        }
+        if st.student_hash != h.student {
+            return Err(mismatch("student"));
+        }
+        if st.data_hash != h.data {
+            return Err(mismatch("data file"));
+        }
+        if st.precision.is_some_and(|p| p != self.precision) {
+            return Err(mismatch(
+                "precision (the checkpoint's is in its state.json)",
+            ));
+        }
+        if st.position != self.inputs.data.position_of(st.step) {
+            return Err(mismatch("data position (batch size or pair count)"));
+        }
+        if self.total_steps < st.step {
+            return Err(DistillError::Resume(format!(
+                "{}: has done {} steps, more than this {}-step run (steps/epochs) has; set steps to at \
+                 least {} to continue it, or start over with --overwrite",
                 dir.display(),
                 st.step,
-                total_steps
-            );
-        } else if !found.skipped.is_empty() {
-            tracing::warn!(
-                "--resume: all {} checkpoints in {} were damaged; starting fresh",
-                found.skipped.len(),
-                checkpoint::checkpoints_dir(out).display()
-            );
-        } else {
-            tracing::info!(
-                "--resume: no checkpoint in {}; starting fresh",
-                checkpoint::checkpoints_dir(out).display()
-            );
+                self.total_steps,
+                st.step
+            )));
         }
+        Ok(())
     }
-    let schedule = LrSchedule {
-        peak: cfg.lr,
-        warmup,
-        total: total_steps,
-        kind: cfg.schedule,
-        min_ratio: cfg.min_lr_ratio,
-    };
-    let mut metrics = if probe.is_some() {
-        MetricsLog::discard()
-    } else if resumed_from.is_some() {
-        MetricsLog::resume(out, start_step)?
-    } else {
-        MetricsLog::create(out)?
-    };
 
-    let evaluate = |model: &BertModel<B>, step: usize| -> Result<Option<EvalMetrics>> {
-        let Some(dev) = &dev else { return Ok(None) };
+    /// The progress bar of `len` steps (hidden unless `progress`), at the step the run stands at.
+    fn progress_bar(&self, len: usize) -> ProgressBar {
+        let bar = if self.opts.progress {
+            ProgressBar::new(len as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
+                .expect("valid template"),
+        );
+        bar.set_position(self.step as u64);
+        bar
+    }
+
+    /// Whether this invocation has done the steps `max_steps_this_run` allows it.
+    fn stopped(&self) -> bool {
+        self.opts
+            .max_steps_this_run
+            .is_some_and(|m| self.steps_this_run >= m)
+    }
+
+    /// The student on the dev pairs (`None` without them).
+    fn evaluate(&self, step: usize) -> Result<Option<EvalMetrics>> {
+        let inp = &self.inputs;
+        let Some(dev) = &inp.dev else { return Ok(None) };
         let m = eval::evaluate::<B::InnerBackend>(
-            &model.valid(),
-            &tokenizer,
+            &self.model().valid(),
+            &inp.tokenizer,
             dev,
-            pooling,
-            cfg.normalize,
-            max_length,
-            cfg.eval_batch_size,
+            inp.pooling,
+            self.cfg.normalize,
+            inp.max_length,
+            self.cfg.eval_batch_size,
             step,
-            device,
+            self.device,
         )?;
         tracing::info!(
             "eval step {step}: mse {:.6} (en {:.6}, ru {:.6}, ru->t(en) {:.6}), acc@1 en->ru {:.4} ru->en {:.4}",
@@ -696,231 +991,271 @@ fn train<B: AutodiffBackend>(
             m.acc_ru_en
         );
         Ok(Some(m))
-    };
-    if resumed_from.is_none() {
-        if let Some(m) = evaluate(&model, 0)? {
-            metrics.push(Record::Eval(m))?;
-        }
     }
 
-    // --- steps ------------------------------------------------------------------------------------
-    let bar = if opts.progress {
-        ProgressBar::new(match probe {
-            Some(_) => cfg.precision_check_steps.min(total_steps) as u64,
-            None => total_steps as u64,
-        })
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
-            .expect("valid template"),
-    );
-    bar.set_position(start_step as u64);
-    let mut train_seconds = 0.0f64;
-    let mut first_loss = None;
-    let mut last_loss = None;
-    let mut window = (LossValues::default(), 0usize, 0.0f64); // (sum, steps, seconds)
-    let mut steps_this_run = 0;
-    let mut step = start_step;
-    let mut latest_ckpt = checkpoint::list(out).pop().map(|(_, p)| p);
-    let mut probe_report = probe.map(|p| ProbeReport {
-        precision: p.precision,
-        batch_size: cfg.batch_size,
-        losses: Vec::new(),
-        step_seconds: Vec::new(),
-    });
-    while step < total_steps {
-        if opts.max_steps_this_run.is_some_and(|m| steps_this_run >= m) {
-            break;
-        }
-        if probe.is_some() && steps_this_run >= cfg.precision_check_steps {
-            break;
-        }
+    /// One optimizer step on the next batch. A non-finite loss stops the run before the update when
+    /// `fail_on_non_finite` (a probe records it instead: that is its verdict).
+    fn step(&mut self, fail_on_non_finite: bool) -> Result<StepDone> {
         let t0 = Instant::now();
-        let pos = data.position_of(step);
-        let idx = data.batch(pos);
-        let en: Vec<&str> = idx.iter().map(|&i| data.pairs[i].en.as_str()).collect();
-        let ru: Vec<&str> = idx.iter().map(|&i| data.pairs[i].ru.as_str()).collect();
-        let s_en = student_embed(&model, &tokenizer, &en, pooling, max_length, device)?;
-        let s_ru = student_embed(&model, &tokenizer, &ru, pooling, max_length, device)?;
-        let t_en = to_tensor::<B>(cache.gather(Side::En, &idx), dim, device);
-        let t_ru = to_tensor::<B>(cache.gather(Side::Ru, &idx), dim, device);
-        let parts = distill_loss(s_en, s_ru, t_en, t_ru, &weights);
+        let (device, inp) = (self.device, &mut self.inputs);
+        let model = self.model.as_ref().expect(STUDENT);
+        let pos = inp.data.position_of(self.step);
+        let idx = inp.data.batch(pos);
+        let en: Vec<&str> = idx.iter().map(|&i| inp.data.pairs[i].en.as_str()).collect();
+        let ru: Vec<&str> = idx.iter().map(|&i| inp.data.pairs[i].ru.as_str()).collect();
+        let (tok, pooling, max_length) = (&inp.tokenizer, inp.pooling, inp.max_length);
+        let s_en = student_embed(model, tok, &en, pooling, max_length, device)?;
+        let s_ru = student_embed(model, tok, &ru, pooling, max_length, device)?;
+        let t_en = to_tensor::<B>(inp.cache.gather(Side::En, &idx), inp.dim, device);
+        let t_ru = to_tensor::<B>(inp.cache.gather(Side::Ru, &idx), inp.dim, device);
+        let parts = distill_loss(s_en, s_ru, t_en, t_ru, &self.loss_weights);
         let values = parts.values();
-        if !values.total.is_finite() && probe.is_none() {
-            bar.abandon();
+        if !values.total.is_finite() && fail_on_non_finite {
+            self.bar.abandon();
             return Err(DistillError::NonFinite {
-                step: step + 1,
+                step: self.step + 1,
                 value: values.total,
-                checkpoint: latest_ckpt,
+                checkpoint: self.latest_ckpt.clone(),
             });
         }
-        let grads = GradientsParams::from_grads(parts.total.backward(), &model);
-        let lr = schedule.lr(step);
-        let (updated, grad_norm) = optim.step::<B, _>(model, grads, lr);
-        model = updated;
-        step += 1;
-        steps_this_run += 1;
+        let grads = GradientsParams::from_grads(parts.total.backward(), model);
+        let lr = self.schedule().lr(self.step);
+        let model = self.model.take().expect(STUDENT);
+        let (updated, grad_norm) = self.optim.step::<B, _>(model, grads, lr);
+        self.model = Some(updated);
+        self.step += 1;
+        self.steps_this_run += 1;
         let secs = t0.elapsed().as_secs_f64();
-        train_seconds += secs;
-        if let Some(r) = &mut probe_report {
-            r.losses.push(values.total);
-            r.step_seconds.push(secs);
-            if !values.total.is_finite() {
+        self.train_seconds += secs;
+        Ok(StepDone {
+            pos,
+            pairs: idx.len(),
+            values,
+            lr,
+            grad_norm,
+            secs,
+        })
+    }
+
+    /// The steps of this invocation, each followed by the logging, evaluation and checkpoint due.
+    fn train(&mut self) -> Result<()> {
+        if self.resumed_from.is_none() {
+            if let Some(m) = self.evaluate(0)? {
+                self.metrics.push(Record::Eval(m))?;
+            }
+        }
+        self.bar = self.progress_bar(self.total_steps);
+        self.latest_ckpt = checkpoint::list(&self.cfg.out).pop().map(|(_, p)| p);
+        while self.step < self.total_steps && !self.stopped() {
+            let done = self.step(true)?;
+            self.after_step(&done)?;
+        }
+        self.bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// Books step `d` (losses, progress) and does what falls due on it: log line, evaluation, checkpoint.
+    fn after_step(&mut self, d: &StepDone) -> Result<()> {
+        let (cfg, step) = (self.cfg, self.step);
+        self.first_loss.get_or_insert(d.values);
+        self.last_loss = Some(d.values);
+        self.window.add(&d.values, d.secs);
+        let pps = d.pairs as f64 / d.secs.max(1e-9);
+        self.bar.set_position(step as u64);
+        self.bar
+            .set_message(format!("loss {:.5}  {:.1} pairs/s", d.values.total, pps));
+        let last = step == self.total_steps;
+        if step % cfg.log_every == 0 || last {
+            self.log_window(d)?;
+        }
+        let mut eval = None;
+        if cfg.eval_every > 0 && step % cfg.eval_every == 0 || last {
+            if let Some(m) = self.bar.suspend(|| self.evaluate(step))? {
+                self.metrics.push(Record::Eval(m))?;
+                eval = Some(m);
+            }
+        }
+        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 || last {
+            self.save_checkpoint(d, eval)?;
+        }
+        if self.opts.step_delay_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(self.opts.step_delay_ms));
+        }
+        Ok(())
+    }
+
+    /// Logs and records the mean losses since the last log line (`d` is the step just done).
+    fn log_window(&mut self, d: &StepDone) -> Result<()> {
+        let (step, total_steps) = (self.step, self.total_steps);
+        let (mean, pairs_per_s) = self.window.take(self.cfg.batch_size);
+        let rec = TrainRecord {
+            step,
+            epoch: d.pos.epoch,
+            loss: mean,
+            lr: d.lr,
+            grad_norm: d.grad_norm,
+            pairs_per_s,
+        };
+        self.bar.suspend(|| {
+            tracing::info!(
+                "step {step}/{total_steps} epoch {}: loss {:.6} (mse en {:.6} ru {:.6}, cross {:.6}, rank {:.4}) lr {:.3e} |g| {:.3} {:.1} pairs/s",
+                d.pos.epoch,
+                mean.total,
+                mean.mse_en,
+                mean.mse_ru,
+                mean.cross,
+                mean.rank,
+                d.lr,
+                d.grad_norm,
+                rec.pairs_per_s
+            )
+        });
+        self.metrics.push(Record::Train(rec))
+    }
+
+    /// Writes checkpoint `step-N` after step `d` (with its evaluation `eval`, if one fell on it).
+    fn save_checkpoint(&mut self, d: &StepDone, eval: Option<EvalMetrics>) -> Result<()> {
+        let (cfg, inp, step) = (self.cfg, &self.inputs, self.step);
+        let state = TrainState {
+            precision: Some(self.precision),
+            step,
+            total_steps: self.total_steps,
+            position: inp.data.position_of(step),
+            seed: cfg.seed,
+            optimizer_step: self.optim.step,
+            trajectory: self.trajectory.clone(),
+            teacher_hash: inp.hashes.teacher.clone(),
+            student_hash: inp.hashes.student.clone(),
+            data_hash: inp.hashes.data.clone(),
+            train_seconds: self.train_seconds_before + self.train_seconds,
+            metrics: serde_json::json!({ "loss": d.values, "grad_norm": d.grad_norm, "eval": eval }),
+            warmup_steps: Some(self.warmup),
+            weights_sha256: None,
+            optimizer_sha256: None,
+            code: Some(env!("SEKATOR_CODE").to_string()),
+        };
+        let tensors = self.model().export();
+        let (student_dir, student_cfg) = (inp.student_dir, &inp.student_cfg);
+        let card = crate::card::facts(
+            cfg,
+            student_dir,
+            student_cfg,
+            &tensors,
+            step,
+            state.total_steps,
+        )?;
+        let dir = checkpoint::save(
+            &cfg.out,
+            student_cfg,
+            &tensors,
+            student_dir,
+            &card,
+            &self.optim,
+            &state,
+            cfg.keep_checkpoints,
+        )?;
+        tracing::debug!("checkpoint {}", dir.display());
+        self.latest_ckpt = Some(dir);
+        Ok(())
+    }
+
+    /// A precision probe: the first `precision_check_steps` steps in this process's dtype, their losses
+    /// and times written to `probe.report`; nothing else is written, the run is not finished.
+    fn probe(mut self, probe: &Probe) -> Result<Summary> {
+        let mut report = ProbeReport {
+            precision: probe.precision,
+            batch_size: self.cfg.batch_size,
+            losses: Vec::new(),
+            step_seconds: Vec::new(),
+        };
+        let steps = self.cfg.precision_check_steps;
+        self.bar = self.progress_bar(steps.min(self.total_steps));
+        while self.step < self.total_steps && !self.stopped() && self.steps_this_run < steps {
+            let d = self.step(false)?;
+            report.losses.push(d.values.total);
+            report.step_seconds.push(d.secs);
+            if !d.values.total.is_finite() {
                 break;
             }
-            continue;
         }
-        first_loss.get_or_insert(values);
-        last_loss = Some(values);
-        window.0.total += values.total;
-        window.0.mse_en += values.mse_en;
-        window.0.mse_ru += values.mse_ru;
-        window.0.cross += values.cross;
-        window.0.rank += values.rank;
-        window.1 += 1;
-        window.2 += secs;
-        let pps = idx.len() as f64 / secs.max(1e-9);
-        bar.set_position(step as u64);
-        bar.set_message(format!("loss {:.5}  {:.1} pairs/s", values.total, pps));
-
-        if step % cfg.log_every == 0 || step == total_steps {
-            let k = window.1 as f32;
-            let mean = LossValues {
-                total: window.0.total / k,
-                mse_en: window.0.mse_en / k,
-                mse_ru: window.0.mse_ru / k,
-                cross: window.0.cross / k,
-                rank: window.0.rank / k,
-            };
-            let rec = TrainRecord {
-                step,
-                epoch: pos.epoch,
-                loss: mean,
-                lr,
-                grad_norm,
-                pairs_per_s: (window.1 * cfg.batch_size) as f64 / window.2.max(1e-9),
-            };
-            bar.suspend(|| {
-                tracing::info!(
-                    "step {step}/{total_steps} epoch {}: loss {:.6} (mse en {:.6} ru {:.6}, cross {:.6}, rank {:.4}) lr {:.3e} |g| {:.3} {:.1} pairs/s",
-                    pos.epoch,
-                    mean.total,
-                    mean.mse_en,
-                    mean.mse_ru,
-                    mean.cross,
-                    mean.rank,
-                    lr,
-                    grad_norm,
-                    rec.pairs_per_s
-                )
-            });
-            metrics.push(Record::Train(rec))?;
-            window = (LossValues::default(), 0, 0.0);
-        }
-        let mut last_eval = None;
-        if cfg.eval_every > 0 && step % cfg.eval_every == 0 || step == total_steps {
-            if let Some(m) = bar.suspend(|| evaluate(&model, step))? {
-                metrics.push(Record::Eval(m))?;
-                last_eval = Some(m);
-            }
-        }
-        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 || step == total_steps {
-            let state = TrainState {
-                precision: Some(precision),
-                step,
-                total_steps,
-                position: data.position_of(step),
-                seed: cfg.seed,
-                optimizer_step: optim.step,
-                trajectory: trajectory.clone(),
-                teacher_hash: teacher_hash.clone(),
-                student_hash: student_hash.clone(),
-                data_hash: data_hash.clone(),
-                train_seconds: train_seconds_before + train_seconds,
-                metrics: serde_json::json!({ "loss": values, "grad_norm": grad_norm, "eval": last_eval }),
-                warmup_steps: Some(warmup),
-                weights_sha256: None,
-                optimizer_sha256: None,
-                code: Some(env!("SEKATOR_CODE").to_string()),
-            };
-            let tensors = model.export();
-            let card =
-                crate::card::facts(cfg, student_dir, &student_cfg, &tensors, step, total_steps)?;
-            let dir = checkpoint::save(
-                out,
-                &student_cfg,
-                &tensors,
-                student_dir,
-                &card,
-                &optim,
-                &state,
-                cfg.keep_checkpoints,
-            )?;
-            tracing::debug!("checkpoint {}", dir.display());
-            latest_ckpt = Some(dir);
-        }
-        if opts.step_delay_ms > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(opts.step_delay_ms));
-        }
-    }
-    bar.finish_and_clear();
-    if let (Some(p), Some(r)) = (probe, &probe_report) {
-        let text = serde_json::to_string_pretty(r).expect("serialisable");
-        sekator_model::write_atomic(&p.report, text.as_bytes())?;
+        self.bar.finish_and_clear();
+        let text = serde_json::to_string_pretty(&report).expect("serialisable");
+        sekator_model::write_atomic(&probe.report, text.as_bytes())?;
+        Ok(self.summary(false, None, None))
     }
 
-    // --- end --------------------------------------------------------------------------------------
-    let finished = step == total_steps && probe.is_none();
-    let mut final_dir = None;
-    let mut loss_plot = None;
-    if finished {
+    /// Ends the invocation. A complete run also writes its final model (with the ONNX export), loss plot,
+    /// `summary.json` and, last, `manifest.json` (what marks the run done).
+    fn finish(self, started: Instant) -> Result<Summary> {
+        if self.step != self.total_steps {
+            return Ok(self.summary(false, None, None));
+        }
+        let (cfg, inp, out) = (self.cfg, &self.inputs, self.cfg.out.as_path());
         let dir = out.join("final");
-        let tensors = model.export();
-        let card = crate::card::facts(cfg, student_dir, &student_cfg, &tensors, step, total_steps)?;
-        checkpoint::write_clean_model_dir(&dir, &student_cfg, &tensors, student_dir, &card, |p| {
-            crate::card::export_onnx(cfg, p)
-        })?;
-        final_dir = Some(dir);
-        loss_plot = crate::plot::loss_curve(out, &metrics);
-    }
-    let evals: Vec<&EvalMetrics> = metrics.evals().collect();
-    let eval_first = evals.first().map(|e| **e);
-    let eval_last = evals.last().map(|e| **e);
-    let summary = Summary {
-        total_steps,
-        step,
-        steps_this_run,
-        resumed_from,
-        finished,
-        final_dir,
-        pairs_per_s: if train_seconds > 0.0 {
-            (steps_this_run * cfg.batch_size) as f64 / train_seconds
-        } else {
-            0.0
-        },
-        first_loss,
-        last_loss,
-        eval_first,
-        eval_last,
-        teacher_acc,
-        loss_plot,
-        skipped_checkpoints,
-        ..inputs_summary
-    };
-    if finished {
-        let mut inputs = BTreeMap::new();
-        inputs.insert("teacher".to_string(), teacher_hash);
-        inputs.insert("student".to_string(), student_hash);
-        inputs.insert("data".to_string(), data_hash);
-        if let Some(h) = dev_hash {
-            inputs.insert("dev_data".to_string(), h);
+        let tensors = self.model().export();
+        let card = crate::card::facts(
+            cfg,
+            inp.student_dir,
+            &inp.student_cfg,
+            &tensors,
+            self.step,
+            self.total_steps,
+        )?;
+        checkpoint::write_clean_model_dir(
+            &dir,
+            &inp.student_cfg,
+            &tensors,
+            inp.student_dir,
+            &card,
+            |p| crate::card::export_onnx(cfg, p),
+        )?;
+        let loss_plot = crate::plot::loss_curve(out, &self.metrics);
+        let summary = self.summary(true, Some(dir), loss_plot);
+        DistillSummary {
+            total_steps: summary.total_steps,
+            train_pairs: summary.train_pairs,
+            pairs_per_s: summary.pairs_per_s,
+            precision: summary.precision.to_string(),
+            eval_first: summary.eval_first,
+            eval_last: summary.eval_last,
+            teacher_acc: summary.teacher_acc,
         }
-        let mut manifest = distill_manifest(cfg, inputs);
+        .write(out)?;
+        let mut manifest = distill_manifest(cfg, inp.hashes.manifest_inputs());
         manifest.seconds = started.elapsed().as_secs_f64();
         manifest.results = serde_json::to_value(&summary).unwrap_or_default();
         manifest.write(out)?;
+        Ok(summary)
     }
-    Ok(summary)
+
+    /// What the run did so far, on top of the inputs' summary.
+    fn summary(
+        &self,
+        finished: bool,
+        final_dir: Option<PathBuf>,
+        loss_plot: Option<PathBuf>,
+    ) -> Summary {
+        let evals: Vec<&EvalMetrics> = self.metrics.evals().collect();
+        Summary {
+            total_steps: self.total_steps,
+            step: self.step,
+            steps_this_run: self.steps_this_run,
+            resumed_from: self.resumed_from,
+            finished,
+            final_dir,
+            pairs_per_s: if self.train_seconds > 0.0 {
+                (self.steps_this_run * self.cfg.batch_size) as f64 / self.train_seconds
+            } else {
+                0.0
+            },
+            first_loss: self.first_loss,
+            last_loss: self.last_loss,
+            eval_first: evals.first().map(|e| **e),
+            eval_last: evals.last().map(|e| **e),
+            teacher_acc: self.teacher_acc,
+            loss_plot,
+            skipped_checkpoints: self.skipped_checkpoints.clone(),
+            ..self.inputs.summary.clone()
+        }
+    }
 }

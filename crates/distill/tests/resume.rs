@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::{edit_state, flip_byte, max_abs_diff, truncate_half, with_log, Fixture};
 use sekator_distill::metrics::{MetricsLog, Record};
 use sekator_distill::{checkpoint, run, TrainOptions};
+use sekator_pipeline::artifacts::distill::DistillSummary;
 
 fn resume() -> TrainOptions {
     TrainOptions {
@@ -73,6 +74,10 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
     assert!(!first.finished);
     assert_eq!(first.step, 6);
     assert!(!cfg.out.join("final").exists());
+    assert!(
+        DistillSummary::read(&cfg.out).is_err(),
+        "only a finished run has a summary"
+    );
     assert_eq!(checkpoint::list(&cfg.out).last().unwrap().0, 4);
 
     // Without --resume the earlier run is protected.
@@ -117,6 +122,12 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
         .collect();
     assert_eq!(evals, vec![0, 6, 12]);
     assert!(cfg.out.join("manifest.json").exists());
+    // ... and distill/summary.json, for the report
+    let written = DistillSummary::read(&cfg.out).unwrap();
+    assert_eq!(written.total_steps, second.total_steps);
+    assert_eq!(written.eval_last, second.eval_last);
+    assert!(written.eval_last.is_some());
+    assert_eq!(written.precision, "f32");
 }
 
 #[test]
@@ -369,6 +380,11 @@ fn finished_run_resumed_with_more_steps_continues() {
             .unwrap();
     assert_eq!(manifest["config"]["steps"], 60, "{manifest}");
     assert_eq!(manifest["results"]["total_steps"], 60);
+    let written = DistillSummary::read(&cfg.out).unwrap();
+    assert_eq!(
+        (written.total_steps, written.eval_last),
+        (60, second.eval_last)
+    );
     assert!(cfg.out.join("final/model.safetensors").is_file());
     assert_eq!(kept_steps(&cfg.out), vec![56, 60]);
 
