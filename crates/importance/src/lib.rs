@@ -24,7 +24,6 @@ use sekator_model::rng::SplitMix64;
 use sekator_model::{
     checkpoint_hash, file_hash, BertConfig, BertModel, Encoder, ModelError, Pooling, UnitMasks,
 };
-use serde::{Deserialize, Serialize};
 
 pub use loss::{LossSpec, PreparedBatch};
 pub use scores::{ImportanceMeta, Scores, ValidatedHead, Validation};
@@ -55,66 +54,7 @@ impl ImportanceError {
     }
 }
 
-/// Which loss is differentiated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LossKind {
-    /// In-batch en-ru translation ranking (symmetric softmax cross-entropy over scaled cosine similarities).
-    #[default]
-    Ranking,
-    /// MSE of the pooled embeddings to a teacher checkpoint's (`--teacher`), e.g. re-scoring a pruned model.
-    Teacher,
-}
-
-/// How batch gradients are accumulated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Criterion {
-    /// Sum over batches of |dL/dξ| (first-order Taylor estimate).
-    #[default]
-    Taylor,
-    /// Sum over batches of (dL/dξ)² (empirical Fisher).
-    Fisher,
-}
-
-/// How accumulated scores are normalised before they are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Normalize {
-    /// Each layer's head vector (and FFN vector) divided by its L2 norm.
-    #[default]
-    Layer,
-    /// All head scores divided by their joint L2 norm; all FFN scores likewise.
-    Global,
-    /// Raw accumulated sums.
-    None,
-}
-
-impl LossKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            LossKind::Ranking => "ranking",
-            LossKind::Teacher => "teacher",
-        }
-    }
-}
-impl Criterion {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Criterion::Taylor => "taylor",
-            Criterion::Fisher => "fisher",
-        }
-    }
-}
-impl Normalize {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Normalize::Layer => "layer",
-            Normalize::Global => "global",
-            Normalize::None => "none",
-        }
-    }
-}
+pub use sekator_pipeline::artifacts::importance::{Criterion, LossKind, Normalize};
 
 /// Options of [`score`]; `Default` gives the CLI defaults (data `data/en-ru/pairs.tsv`).
 #[derive(Debug, Clone)]

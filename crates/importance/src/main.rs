@@ -109,8 +109,7 @@ fn run(a: Args) -> Result<()> {
     }
     let scores = score(&a.model, &opts, a.device)
         .with_context(|| format!("scoring {}", a.model.display()))?;
-    scores
-        .write(&a.out)
+    sekator_importance::scores::write(&scores, &a.out)
         .with_context(|| format!("writing {}", a.out.display()))?;
 
     let m = &scores.meta;

@@ -1,147 +1,40 @@
-//! The importance output directory (the contract with `surgery`): reading, writing, normalisation.
+//! The importance output directory: the scores (`importance.safetensors`, `importance.json`; their type and
+//! format are `sekator_pipeline::artifacts::importance`, the one reader surgery uses too), plus what only
+//! people read:
 //!
-//! - `importance.safetensors`: F32 `heads` `[layers, num_attention_heads]` in ORIGINAL head index space
-//!   (pruned heads hold 0.0), `head_present` (same shape, 1.0/0.0), `ffn.{l}` `[current FFN width of l]`
-//!   in current neuron order (original indices: `config.kept_ffn(l)`).
-//! - `importance.json`: [`ImportanceMeta`] (hashes, settings, timing, validation).
 //! - `heads.csv`: `layer,head,score` for every present head (original head indices).
 //! - `heads.png`: heat map of the head scores (pruned heads grey); `ffn.png`: each layer's FFN scores sorted.
 //! - `manifest.json`: the stage manifest, written last.
 //!
 //! Every file is written through a temporary sibling and a rename.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use sekator_model::{write_atomic, Pooling};
+use sekator_model::write_atomic;
 use sekator_pipeline::Manifest;
-use serde::{Deserialize, Serialize};
 
-use crate::{Criterion, ImportanceError, LossKind, Normalize};
+pub use sekator_pipeline::artifacts::importance::{
+    ImportanceMeta, Scores, ValidatedHead, Validation, META_FILE, SCORES_FILE,
+};
 
-pub const SCORES_FILE: &str = "importance.safetensors";
-pub const META_FILE: &str = "importance.json";
+use crate::{ImportanceError, Normalize};
+
 pub const HEADS_CSV: &str = "heads.csv";
 pub const HEADS_PNG: &str = "heads.png";
 pub const FFN_PNG: &str = "ffn.png";
 pub const STAGE: &str = "importance";
 
-/// One head of the `--validate` check.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ValidatedHead {
-    pub layer: usize,
-    /// Original head index.
-    pub head: usize,
-    /// The written (normalised) score.
-    pub score: f64,
-    /// The accumulated score before normalisation.
-    pub raw_score: f64,
-    /// Mean loss with this head alone masked to 0, minus the unmasked mean loss (same batches).
-    pub loss_increase: f64,
-}
-
-/// Result of `--validate K`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Validation {
-    pub k: usize,
-    /// Mean loss of the unmasked model over the scoring batches.
-    pub base_loss: f64,
-    /// Spearman correlation of the written score with the measured loss increase.
-    pub spearman: f64,
-    /// The same for the raw (un-normalised) score.
-    pub spearman_raw: f64,
-    pub heads: Vec<ValidatedHead>,
-    pub seconds: f64,
-}
-
-/// `importance.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ImportanceMeta {
-    pub checkpoint: String,
-    pub checkpoint_hash: String,
-    pub data: String,
-    pub data_hash: String,
-    #[serde(default)]
-    pub teacher: Option<String>,
-    #[serde(default)]
-    pub teacher_hash: Option<String>,
-    pub loss: LossKind,
-    pub scale: f32,
-    /// The pooling used (resolved: the checkpoint default unless `--pooling` was given).
-    pub pooling: Pooling,
-    pub criterion: Criterion,
-    pub normalize: Normalize,
-    /// Pairs that contributed (whole batches only).
-    pub samples: usize,
-    /// `--samples` as requested.
-    pub samples_requested: usize,
-    pub batch_size: usize,
-    pub batches: usize,
-    pub max_length: usize,
-    pub seed: u64,
-    /// Malformed lines skipped in the data file.
-    pub skipped_lines: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub ffn_sizes: Vec<usize>,
-    /// Mean loss of the unmasked model over the batches (from the gradient pass).
-    pub mean_loss: f64,
-    /// Total wall-clock seconds (loading, data, gradients, validation).
-    pub seconds: f64,
-    /// Seconds of the forward+backward loop alone.
-    pub grad_seconds: f64,
-    /// `samples / grad_seconds`.
-    pub pairs_per_s: f64,
-    /// The same without the first (warm-up) batch; `null` with a single batch.
-    pub pairs_per_s_after_first: Option<f64>,
-    pub device: String,
-    pub validate: Option<Validation>,
-}
-
-impl ImportanceMeta {
-    /// The settings a rerun must share for these scores to be reused (the manifest's `config`).
-    pub fn settings(&self, validate_k: usize) -> serde_json::Value {
-        serde_json::json!({
-            "loss": self.loss, "scale": self.scale, "pooling": self.pooling, "criterion": self.criterion,
-            "normalize": self.normalize, "samples": self.samples_requested, "batch_size": self.batch_size,
-            "max_length": self.max_length, "seed": self.seed, "validate": validate_k,
-        })
-    }
-
-    pub fn inputs(&self) -> BTreeMap<String, String> {
-        let mut m = BTreeMap::new();
-        m.insert("checkpoint".into(), self.checkpoint_hash.clone());
-        m.insert("data".into(), self.data_hash.clone());
-        if let Some(t) = &self.teacher_hash {
-            m.insert("teacher".into(), t.clone());
-        }
-        m
-    }
-
-    pub fn manifest(&self) -> Manifest {
-        let k = self.validate.as_ref().map(|v| v.k).unwrap_or(0);
-        let mut m = Manifest::new(STAGE, self.settings(k), self.inputs(), env!("SEKATOR_CODE"));
-        m.seconds = self.seconds;
-        m.results = serde_json::json!({
-            "mean_loss": self.mean_loss,
-            "pairs_per_s": self.pairs_per_s,
-            "spearman": self.validate.as_ref().map(|v| v.spearman),
-        });
-        m
-    }
-}
-
-/// Importance scores of one checkpoint (post-normalisation) with their metadata.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scores {
-    /// `[layer][original head]`; 0.0 for pruned heads.
-    pub heads: Vec<Vec<f32>>,
-    /// `[layer][original head]`: whether the head is still in the checkpoint.
-    pub head_present: Vec<Vec<bool>>,
-    /// `[layer][current neuron]`.
-    pub ffn: Vec<Vec<f32>>,
-    pub meta: ImportanceMeta,
+/// The stage manifest of scores with `meta` (settings, input hashes, this build's code).
+pub fn manifest(meta: &ImportanceMeta) -> Manifest {
+    let k = meta.validate.as_ref().map(|v| v.k).unwrap_or(0);
+    let mut m = Manifest::new(STAGE, meta.settings(k), meta.inputs(), env!("SEKATOR_CODE"));
+    m.seconds = meta.seconds;
+    m.results = serde_json::json!({
+        "mean_loss": meta.mean_loss,
+        "pairs_per_s": meta.pairs_per_s,
+        "spearman": meta.validate.as_ref().map(|v| v.spearman),
+    });
+    m
 }
 
 /// Divides each layer's vector by its L2 norm (`Layer`), everything by the global L2 norm (`Global`), or
@@ -167,205 +60,79 @@ pub fn normalize(v: &mut [Vec<f64>], how: Normalize) {
     }
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
+/// Writes the whole output directory (see the module docs): the scores, `heads.csv`, the plots, and the
+/// manifest last.
+pub fn write(scores: &Scores, dir: &Path) -> Result<(), ImportanceError> {
+    scores.write_scores(dir)?;
+    let meta = &scores.meta;
+    let layers = scores.heads.len();
+    let nh = scores.heads.first().map(|r| r.len()).unwrap_or(0);
 
-impl Scores {
-    /// `(layer, original head, score)` of every present head, highest score first (ties: lower layer,
-    /// then lower head first).
-    pub fn ranked_heads(&self) -> Vec<(usize, usize, f32)> {
-        let mut v: Vec<(usize, usize, f32)> = self
-            .heads
-            .iter()
-            .enumerate()
-            .flat_map(|(l, row)| {
-                row.iter()
-                    .enumerate()
-                    .filter(move |(h, _)| self.head_present[l][*h])
-                    .map(move |(h, &s)| (l, h, s))
-            })
-            .collect();
-        v.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
-        v
-    }
-
-    /// Writes the whole output directory (see the module docs); the manifest goes last.
-    pub fn write(&self, dir: &Path) -> Result<(), ImportanceError> {
-        std::fs::create_dir_all(dir).map_err(|e| ImportanceError::io(dir, e))?;
-        let layers = self.heads.len();
-        let nh = self.heads.first().map(|r| r.len()).unwrap_or(0);
-
-        // safetensors
-        let heads: Vec<f32> = self.heads.iter().flatten().copied().collect();
-        let present: Vec<f32> = self
-            .head_present
-            .iter()
-            .flatten()
-            .map(|&p| if p { 1.0 } else { 0.0 })
-            .collect();
-        let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
-            ("heads".into(), vec![layers, nh], f32_bytes(&heads)),
-            ("head_present".into(), vec![layers, nh], f32_bytes(&present)),
-        ];
-        for (l, f) in self.ffn.iter().enumerate() {
-            buffers.push((format!("ffn.{l}"), vec![f.len()], f32_bytes(f)));
+    // csv
+    let mut csv = String::from("layer,head,score\n");
+    for (l, row) in scores.heads.iter().enumerate() {
+        for (h, s) in row.iter().enumerate() {
+            if scores.head_present[l][h] {
+                csv.push_str(&format!("{l},{h},{s}\n"));
+            }
         }
-        let views: Vec<(String, TensorView)> = buffers
-            .iter()
-            .map(|(n, s, b)| {
-                Ok((
-                    n.clone(),
-                    TensorView::new(Dtype::F32, s.clone(), b)
-                        .map_err(|e| ImportanceError::Other(e.to_string()))?,
-                ))
-            })
-            .collect::<Result<_, ImportanceError>>()?;
-        let mut info = HashMap::new();
-        info.insert("format".to_string(), "sekator-importance".to_string());
-        info.insert(
-            "checkpoint_hash".to_string(),
-            self.meta.checkpoint_hash.clone(),
-        );
-        let bytes = safetensors::tensor::serialize(views, Some(info))
-            .map_err(|e| ImportanceError::Other(e.to_string()))?;
-        write_atomic(&dir.join(SCORES_FILE), &bytes)?;
+    }
+    write_atomic(&dir.join(HEADS_CSV), csv.as_bytes())?;
 
-        // metadata
-        let json = serde_json::to_string_pretty(&self.meta)
-            .map_err(|e| ImportanceError::Other(e.to_string()))?;
-        write_atomic(&dir.join(META_FILE), (json + "\n").as_bytes())?;
-
-        // csv
-        let mut csv = String::from("layer,head,score\n");
-        for (l, row) in self.heads.iter().enumerate() {
-            for (h, s) in row.iter().enumerate() {
-                if self.head_present[l][h] {
-                    csv.push_str(&format!("{l},{h},{s}\n"));
+    // plots (drawn to a temporary name, then renamed)
+    let values: Vec<f64> = scores
+        .heads
+        .iter()
+        .enumerate()
+        .flat_map(|(l, row)| {
+            row.iter().enumerate().map(move |(h, &s)| {
+                if scores.head_present[l][h] {
+                    s as f64
+                } else {
+                    f64::NAN
                 }
-            }
-        }
-        write_atomic(&dir.join(HEADS_CSV), csv.as_bytes())?;
-
-        // plots (drawn to a temporary name, then renamed)
-        let values: Vec<f64> = self
-            .heads
-            .iter()
-            .enumerate()
-            .flat_map(|(l, row)| {
-                row.iter().enumerate().map(move |(h, &s)| {
-                    if self.head_present[l][h] {
-                        s as f64
-                    } else {
-                        f64::NAN
-                    }
-                })
             })
-            .collect();
-        let title = format!(
-            "head importance ({}, {}, normalize {})",
-            self.meta.loss.name(),
-            self.meta.criterion.name(),
-            self.meta.normalize.name()
-        );
-        plot_atomic(dir, HEADS_PNG, |p| {
-            sekator_plot::heatmap(p, &title, layers, nh, &values, "layer", "head")
-        })?;
-        let series: Vec<(String, Vec<(f64, f64)>)> = self
-            .ffn
-            .iter()
-            .enumerate()
-            .map(|(l, f)| {
-                let mut s: Vec<f32> = f.clone();
-                s.sort_by(|a, b| b.total_cmp(a));
-                (
-                    format!("layer {l}"),
-                    s.iter()
-                        .enumerate()
-                        .map(|(i, &v)| (i as f64, v as f64))
-                        .collect(),
-                )
-            })
-            .collect();
-        if series.iter().any(|(_, p)| !p.is_empty()) {
-            plot_atomic(dir, FFN_PNG, |p| {
-                sekator_plot::lines(
-                    p,
-                    "FFN neuron importance, sorted per layer",
-                    "rank",
-                    "score",
-                    &series,
-                )
-            })?;
-        }
-
-        self.meta.manifest().write(dir)?;
-        Ok(())
-    }
-
-    /// Reads `importance.safetensors` and `importance.json` of `dir`, checking their shapes agree.
-    pub fn read(dir: &Path) -> Result<Self, ImportanceError> {
-        let meta_path = dir.join(META_FILE);
-        let text =
-            std::fs::read_to_string(&meta_path).map_err(|e| ImportanceError::io(&meta_path, e))?;
-        let meta: ImportanceMeta = serde_json::from_str(&text).map_err(|e| {
-            ImportanceError::Input(format!(
-                "{}: not an importance.json: {e}",
-                meta_path.display()
-            ))
-        })?;
-        let path = dir.join(SCORES_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| ImportanceError::io(&path, e))?;
-        let bad = |msg: String| ImportanceError::Input(format!("{}: {msg}", path.display()));
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-        let get = |name: &str| -> Result<(Vec<usize>, Vec<f32>), ImportanceError> {
-            let t = st
-                .tensor(name)
-                .map_err(|_| bad(format!("tensor `{name}` is missing")))?;
-            if t.dtype() != Dtype::F32 {
-                return Err(bad(format!(
-                    "tensor `{name}` is {:?}, expected F32",
-                    t.dtype()
-                )));
-            }
-            let v = t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            Ok((t.shape().to_vec(), v))
-        };
-        let (shape, heads) = get("heads")?;
-        let (pshape, present) = get("head_present")?;
-        let (layers, nh) = (meta.num_hidden_layers, meta.num_attention_heads);
-        if shape != [layers, nh] || pshape != shape {
-            return Err(bad(format!(
-                "`heads` {shape:?} / `head_present` {pshape:?}, importance.json says [{layers}, {nh}]"
-            )));
-        }
-        let mut ffn = Vec::with_capacity(layers);
-        for l in 0..layers {
-            let (s, v) = get(&format!("ffn.{l}"))?;
-            if meta.ffn_sizes.get(l) != Some(&s[0]) {
-                return Err(bad(format!(
-                    "`ffn.{l}` has shape {s:?}, importance.json says {:?}",
-                    meta.ffn_sizes.get(l)
-                )));
-            }
-            ffn.push(v);
-        }
-        let rows = |v: Vec<f32>| v.chunks(nh.max(1)).map(|c| c.to_vec()).collect::<Vec<_>>();
-        let head_present = rows(present)
-            .into_iter()
-            .map(|r| r.into_iter().map(|x| x != 0.0).collect())
-            .collect();
-        Ok(Scores {
-            heads: rows(heads),
-            head_present,
-            ffn,
-            meta,
         })
+        .collect();
+    let title = format!(
+        "head importance ({}, {}, normalize {})",
+        meta.loss.name(),
+        meta.criterion.name(),
+        meta.normalize.name()
+    );
+    plot_atomic(dir, HEADS_PNG, |p| {
+        sekator_plot::heatmap(p, &title, layers, nh, &values, "layer", "head")
+    })?;
+    let series: Vec<(String, Vec<(f64, f64)>)> = scores
+        .ffn
+        .iter()
+        .enumerate()
+        .map(|(l, f)| {
+            let mut s: Vec<f32> = f.clone();
+            s.sort_by(|a, b| b.total_cmp(a));
+            (
+                format!("layer {l}"),
+                s.iter()
+                    .enumerate()
+                    .map(|(i, &v)| (i as f64, v as f64))
+                    .collect(),
+            )
+        })
+        .collect();
+    if series.iter().any(|(_, p)| !p.is_empty()) {
+        plot_atomic(dir, FFN_PNG, |p| {
+            sekator_plot::lines(
+                p,
+                "FFN neuron importance, sorted per layer",
+                "rank",
+                "score",
+                &series,
+            )
+        })?;
     }
+
+    manifest(meta).write(dir)?;
+    Ok(())
 }
 
 fn plot_atomic(

@@ -89,7 +89,7 @@ fn same_inputs_give_identical_scores_and_files_round_trip() {
     }
 
     let out = dir.path().join("out");
-    a.write(&out).unwrap();
+    sekator_importance::scores::write(&a, &out).unwrap();
     for f in [
         "importance.safetensors",
         "importance.json",
@@ -168,7 +168,7 @@ fn pruned_checkpoint_scores_in_original_head_space() {
         );
     }
     let out = dir.path().join("out");
-    s.write(&out).unwrap();
+    sekator_importance::scores::write(&s, &out).unwrap();
     assert_eq!(Scores::read(&out).unwrap(), s);
 }
 

@@ -1,18 +1,16 @@
-//! Reading an importance directory (the importance -> surgery file contract) into [`Scores`].
-//!
-//! `importance.safetensors` holds `heads` and `head_present` `[layers, original heads]` and `ffn.{l}`
-//! `[current width of layer l]` (current neuron order, mapped to original indices with `config.kept_ffn(l)`);
-//! `importance.json` holds at least `checkpoint_hash`, compared with the model's unless `--force`.
+//! The importance stage's scores (`sekator_pipeline::artifacts::importance`, the one reader of its files)
+//! as surgery's [`Scores`]: per layer, `Some(score)` for each present head by original index and
+//! `(original neuron, score)` for each FFN neuron, checked against the model's config.
 
 use std::path::{Path, PathBuf};
 
-use sekator_model::{checkpoint_hash, BertConfig, SafetensorsWeights};
+use sekator_model::{checkpoint_hash, BertConfig};
+use sekator_pipeline::artifacts::importance::{self as artifact, ImportanceMeta};
 
 use crate::error::SurgeryError;
 use crate::plan::Scores;
 
-pub const SCORES_FILE: &str = "importance.safetensors";
-pub const META_FILE: &str = "importance.json";
+pub use artifact::{META_FILE, SCORES_FILE};
 
 /// Scores plus what they were computed for.
 #[derive(Debug, Clone)]
@@ -20,7 +18,7 @@ pub struct Importance {
     pub scores: Scores,
     /// `checkpoint_hash` of the model the scores belong to.
     pub checkpoint_hash: String,
-    pub meta: serde_json::Value,
+    pub meta: ImportanceMeta,
     pub scores_path: PathBuf,
 }
 
@@ -31,7 +29,8 @@ fn err(path: &Path, msg: impl Into<String>) -> SurgeryError {
     }
 }
 
-/// Reads `dir/importance.{json,safetensors}` and checks the scores' shapes against `cfg`.
+/// Reads `dir/importance.{json,safetensors}` and checks the scores against `cfg`: the same heads present,
+/// the same FFN widths, every score finite.
 pub fn read(dir: &Path, cfg: &BertConfig) -> Result<Importance, SurgeryError> {
     if !dir.is_dir() {
         return Err(err(
@@ -39,45 +38,22 @@ pub fn read(dir: &Path, cfg: &BertConfig) -> Result<Importance, SurgeryError> {
             "not a directory (expected the output of the importance stage)",
         ));
     }
-    let meta_path = dir.join(META_FILE);
-    let text = std::fs::read_to_string(&meta_path).map_err(|e| SurgeryError::io(&meta_path, e))?;
-    let meta: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| err(&meta_path, e.to_string()))?;
-    let hash = meta["checkpoint_hash"]
-        .as_str()
-        .ok_or_else(|| err(&meta_path, "has no `checkpoint_hash` string"))?
-        .to_string();
     let scores_path = dir.join(SCORES_FILE);
-    if !scores_path.exists() {
-        return Err(err(&scores_path, "not found"));
-    }
-    let w = SafetensorsWeights::open_files(std::slice::from_ref(&scores_path))?;
+    let file = artifact::Scores::read(dir).map_err(|e| err(dir, e.to_string()))?;
     let (l, nh) = (cfg.num_hidden_layers, cfg.num_attention_heads);
-    let (hs, heads) = w.read_f32("heads")?;
-    if hs != [l, nh] {
+    let shape = [file.heads.len(), file.heads.first().map_or(0, |r| r.len())];
+    if shape != [l, nh] {
         return Err(err(
             &scores_path,
-            format!("`heads` has shape {hs:?}, the model implies [{l}, {nh}]"),
+            format!("`heads` has shape {shape:?}, the model implies [{l}, {nh}]"),
         ));
     }
-    let present = if w.shape("head_present").is_some() {
-        let (ps, p) = w.read_f32("head_present")?;
-        if ps != hs {
-            return Err(err(
-                &scores_path,
-                format!("`head_present` has shape {ps:?}, `heads` {hs:?}"),
-            ));
-        }
-        p
-    } else {
-        vec![1.0; l * nh]
-    };
-    let mut head_scores = Vec::with_capacity(l);
+    let mut heads = Vec::with_capacity(l);
     for layer in 0..l {
         let kept = cfg.kept_heads(layer);
         let mut row = vec![None; nh];
         for h in 0..nh {
-            let is_present = present[layer * nh + h] > 0.5;
+            let is_present = file.head_present[layer][h];
             if is_present != kept.contains(&h) {
                 return Err(err(
                     &scores_path,
@@ -88,7 +64,7 @@ pub fn read(dir: &Path, cfg: &BertConfig) -> Result<Importance, SurgeryError> {
                     ),
                 ));
             }
-            let s = heads[layer * nh + h];
+            let s = file.heads[layer][h];
             if is_present {
                 if !s.is_finite() {
                     return Err(err(
@@ -99,41 +75,37 @@ pub fn read(dir: &Path, cfg: &BertConfig) -> Result<Importance, SurgeryError> {
                 row[h] = Some(s);
             }
         }
-        head_scores.push(row);
+        heads.push(row);
     }
-    let widths = cfg.ffn_sizes();
     let mut ffn = Vec::with_capacity(l);
-    for (layer, &width) in widths.iter().enumerate().take(l) {
-        let name = format!("ffn.{layer}");
-        let kept = cfg.kept_ffn(layer);
-        let v = if w.shape(&name).is_some() {
-            let (s, v) = w.read_f32(&name)?;
-            if s != [width] {
-                return Err(err(
-                    &scores_path,
-                    format!(
-                        "`{name}` has shape {s:?}, layer {layer} has {} neurons",
-                        width
-                    ),
-                ));
-            }
-            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(err(&scores_path, format!("`{name}`[{i}] is not finite")));
-            }
-            v
-        } else {
-            // Scores without FFN entries still allow head plans; FFN ratios then see equal scores.
-            vec![0.0; width]
-        };
-        ffn.push(kept.into_iter().zip(v).collect());
+    for (layer, &width) in cfg.ffn_sizes().iter().enumerate() {
+        let v = &file.ffn[layer];
+        if v.len() != width {
+            return Err(err(
+                &scores_path,
+                format!(
+                    "`ffn.{layer}` has {} scores, layer {layer} has {width} neurons",
+                    v.len()
+                ),
+            ));
+        }
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(err(
+                &scores_path,
+                format!("`ffn.{layer}`[{i}] is not finite"),
+            ));
+        }
+        ffn.push(
+            cfg.kept_ffn(layer)
+                .into_iter()
+                .zip(v.iter().copied())
+                .collect(),
+        );
     }
     Ok(Importance {
-        scores: Scores {
-            heads: head_scores,
-            ffn,
-        },
-        checkpoint_hash: hash,
-        meta,
+        scores: Scores { heads, ffn },
+        checkpoint_hash: file.meta.checkpoint_hash.clone(),
+        meta: file.meta,
         scores_path,
     })
 }
@@ -161,53 +133,42 @@ fn short(h: &str) -> &str {
     &h[..h.len().min(12)]
 }
 
-/// Writes scores in the contract's format (for tests and stand-in importance files).
+/// Writes `scores` for `cfg` in the importance stage's format, recorded as weight-magnitude stand-ins for
+/// checkpoint `checkpoint_hash` (tests, and trying surgery before importance has run).
 pub fn write(
     dir: &Path,
     cfg: &BertConfig,
     scores: &Scores,
     checkpoint_hash: &str,
 ) -> Result<(), SurgeryError> {
-    use sekator_model::NamedTensor;
-    std::fs::create_dir_all(dir).map_err(|e| SurgeryError::io(dir, e))?;
-    let (l, nh) = (cfg.num_hidden_layers, cfg.num_attention_heads);
-    let mut heads = vec![0.0f32; l * nh];
-    let mut present = vec![0.0f32; l * nh];
-    for (layer, row) in scores.heads.iter().enumerate() {
-        for (h, s) in row.iter().enumerate() {
-            if let Some(s) = s {
-                heads[layer * nh + h] = *s;
-                present[layer * nh + h] = 1.0;
-            }
-        }
-    }
-    let mut tensors = vec![
-        NamedTensor {
-            name: "heads".into(),
-            shape: vec![l, nh],
-            data: heads,
-        },
-        NamedTensor {
-            name: "head_present".into(),
-            shape: vec![l, nh],
-            data: present,
-        },
-    ];
-    for (layer, v) in scores.ffn.iter().enumerate() {
-        tensors.push(NamedTensor {
-            name: format!("ffn.{layer}"),
-            shape: vec![v.len()],
-            data: v.iter().map(|&(_, s)| s).collect(),
-        });
-    }
-    sekator_model::loader::write_safetensors(&dir.join(SCORES_FILE), &tensors, Default::default())?;
-    let meta = serde_json::json!({ "checkpoint_hash": checkpoint_hash, "criterion": "stand-in" });
-    let p = dir.join(META_FILE);
-    std::fs::write(
-        &p,
-        serde_json::to_string_pretty(&meta).expect("json") + "\n",
-    )
-    .map_err(|e| SurgeryError::io(&p, e))
+    let nh = cfg.num_attention_heads;
+    let file = artifact::Scores {
+        heads: scores
+            .heads
+            .iter()
+            .map(|row| {
+                (0..nh)
+                    .map(|h| row.get(h).copied().flatten().unwrap_or(0.0))
+                    .collect()
+            })
+            .collect(),
+        head_present: scores
+            .heads
+            .iter()
+            .map(|row| {
+                (0..nh)
+                    .map(|h| row.get(h).is_some_and(|s| s.is_some()))
+                    .collect()
+            })
+            .collect(),
+        ffn: scores
+            .ffn
+            .iter()
+            .map(|v| v.iter().map(|&(_, s)| s).collect())
+            .collect(),
+        meta: ImportanceMeta::stand_in(cfg, checkpoint_hash),
+    };
+    Ok(file.write_scores(dir)?)
 }
 
 /// A weight-magnitude stand-in for the importance stage (no data, no gradients), for tests and for trying

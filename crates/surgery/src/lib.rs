@@ -451,10 +451,13 @@ impl Rescorer for MagnitudeRescorer {
         _steps: usize,
     ) -> Result<importance::Importance, SurgeryError> {
         let ck = Checkpoint::read(model_dir)?;
+        let hash = checkpoint_hash(model_dir)?;
         Ok(importance::Importance {
             scores: importance::magnitude_scores(&ck)?,
-            checkpoint_hash: checkpoint_hash(model_dir)?,
-            meta: serde_json::json!({"criterion": "magnitude"}),
+            meta: sekator_pipeline::artifacts::importance::ImportanceMeta::stand_in(
+                &ck.config, &hash,
+            ),
+            checkpoint_hash: hash,
             scores_path: model_dir.join(sekator_model::loader::WEIGHTS_FILE),
         })
     }

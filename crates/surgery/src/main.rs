@@ -308,8 +308,7 @@ impl sekator_surgery::Rescorer for Rescore {
         let scores = sekator_importance::score(model_dir, &self.opts, self.device)
             .map_err(|e| other(format!("re-scoring {}: {e}", model_dir.display())))?;
         let dir = model_dir.with_extension("importance");
-        scores
-            .write(&dir)
+        sekator_importance::scores::write(&scores, &dir)
             .map_err(|e| other(format!("writing {}: {e}", dir.display())))?;
         let cfg = sekator_model::read_config(model_dir)?;
         sekator_surgery::importance::read(&dir, &cfg)

@@ -11,6 +11,7 @@ use crate::Stage;
 
 pub mod distill;
 pub mod eval;
+pub mod importance;
 pub mod size;
 
 /// Reads `dir/file`, written by `stage`; a missing or damaged file is an error naming it and the rerun.
