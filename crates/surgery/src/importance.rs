@@ -52,7 +52,7 @@ pub fn read(dir: &Path, cfg: &BertConfig) -> Result<Importance, SurgeryError> {
     for layer in 0..l {
         let kept = cfg.kept_heads(layer);
         let mut row = vec![None; nh];
-        for h in 0..nh {
+        for (h, slot) in row.iter_mut().enumerate() {
             let is_present = file.head_present[layer][h];
             if is_present != kept.contains(&h) {
                 return Err(err(
@@ -72,7 +72,7 @@ pub fn read(dir: &Path, cfg: &BertConfig) -> Result<Importance, SurgeryError> {
                         format!("layer {layer} head {h} has score {s}"),
                     ));
                 }
-                row[h] = Some(s);
+                *slot = Some(s);
             }
         }
         heads.push(row);

@@ -186,11 +186,8 @@ fn cpu_rows(rc: &RunConfig, cfg: &BertConfig) -> Result<Vec<Row>> {
     };
     let trained = (steps * dis.batch_size) as f64;
     let sample = data.unwrap_or(steps * dis.batch_size) as f64;
-    let evals = if dis.eval_every == 0 {
-        2
-    } else {
-        steps / dis.eval_every + 2
-    };
+    // before the first step, every `eval_every` steps, after the last
+    let evals = steps.checked_div(dis.eval_every).unwrap_or(0) + 2;
     let dev_texts = (evals * 2 * dis.eval_pairs) as f64;
     let distill_s = scale(&student)
         * (trained / RATES.distill_pairs_per_s + dev_texts / RATES.embed_texts_per_s)
