@@ -495,3 +495,38 @@ mod tests {
         assert!(none.validate().unwrap_err().to_string().contains("teacher"));
     }
 }
+
+/// The estimate (`report --estimate`) reads `[distill]` through `sekator_pipeline::sections::DistillWork`,
+/// a subset of these settings; it must see the values this stage will run with.
+#[cfg(test)]
+mod estimate_view {
+    use super::*;
+    use sekator_pipeline::sections::DistillWork;
+
+    fn view(c: &DistillConfig) -> DistillWork {
+        DistillWork {
+            max_pairs: c.max_pairs,
+            steps: c.steps,
+            epochs: c.epochs,
+            batch_size: c.batch_size,
+            eval_every: c.eval_every,
+            eval_pairs: c.eval_pairs,
+        }
+    }
+
+    #[test]
+    fn the_estimates_view_agrees_with_every_shipped_config() {
+        assert_eq!(view(&DistillConfig::default()), DistillWork::default());
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rc = sekator_pipeline::RunConfig::load(&path).unwrap();
+            let ours = DistillConfig::from_pipeline(&rc).unwrap();
+            let theirs: DistillWork = rc.section("distill").unwrap();
+            assert_eq!(view(&ours), theirs, "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 5, "configs/ has {seen} files");
+    }
+}

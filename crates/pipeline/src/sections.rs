@@ -80,7 +80,9 @@ pub struct EvalWork {
     pub no_cache: bool,
 }
 
-/// `[distill]`: the steps and texts of a distillation (defaults as `DistillConfig`'s).
+/// `[distill]`: the steps and texts of a distillation. The stage parses its section into `DistillConfig`
+/// (a serde type of its own); a test there checks that this view agrees with it for the defaults and for
+/// every file in `configs/`.
 #[derive(serde::Deserialize, Debug, Clone, PartialEq, Serialize)]
 #[serde(default)]
 pub struct DistillWork {
