@@ -95,12 +95,7 @@ pub fn write_clean_model_dir(
         }
     }
     extra(&partial)?;
-    sekator_model::sync_tree(&partial)?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| DistillError::io(out, e))?;
-    }
-    std::fs::rename(&partial, out).map_err(|e| DistillError::io(out, e))?;
-    Ok(sekator_model::sync_parent(out)?)
+    Ok(sekator_model::publish_dir(&partial, out)?)
 }
 
 /// Writes `step-N` (weights, moments, then `state.json` with their hashes) and deletes all but the newest

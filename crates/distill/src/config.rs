@@ -226,7 +226,7 @@ impl DistillConfig {
     /// default to `[run]`'s). Keys the pipeline sets itself are refused, unknown keys name themselves.
     pub fn from_pipeline(rc: &sekator_pipeline::RunConfig) -> Result<Self> {
         const RESERVED: [&str; 5] = ["teacher", "student", "data", "dev_data", "out"];
-        let section = rc.section_json("distill");
+        let section = rc.section_json(sekator_pipeline::Stage::Distill.name());
         if let Some(k) = section
             .as_object()
             .and_then(|o| o.keys().find(|k| RESERVED.contains(&k.as_str())))
@@ -238,7 +238,7 @@ impl DistillConfig {
         }
         let has = |k: &str| section.get(k).is_some();
         let mut c: DistillConfig = rc
-            .section("distill")
+            .section(sekator_pipeline::Stage::Distill.name())
             .map_err(|e| DistillError::ConfigFile {
                 path: rc.path.clone(),
                 msg: e.to_string(),

@@ -15,7 +15,7 @@ const AFTER_HELP: &str = "\
 Settings come from --config (TOML; every key optional, unknown keys are errors), then the flags above \
 override them. A pipeline config (configs/*.toml, with a [run] section) works too: teacher = run.model, \
 student = runs/NAME/pruned, out = runs/NAME/distill, the rest from its [distill] section; such a run is skipped \
-when finished with the same inputs and settings, resumed when interrupted, restarted when its settings changed. `--print-config` shows the resolved settings. Outputs in --out: checkpoints/step-N/ (HF model \
+when finished with the same code, inputs and settings, continued when interrupted or when only steps/epochs grew, restarted when other settings changed. `--print-config` shows the resolved settings. Outputs in --out: checkpoints/step-N/ (HF model \
 dir + optimizer.safetensors + state.json + model card; last keep_checkpoints kept), final/ (HF model dir with its model card \
 README.md and, for uneven layers, remote code for transformers' trust_remote_code=True; final/onnx/model.onnx and \
 model_qint8.onnx unless onnx = false), metrics.jsonl, \
@@ -34,7 +34,8 @@ struct Args {
     /// TOML config file.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Continue from the newest complete checkpoint in --out.
+    /// Continue from the newest checkpoint in --out that verifies (damaged ones are set aside with a
+    /// warning); a larger --steps/--epochs than the checkpoint's run extends it.
     #[arg(long)]
     resume: bool,
     /// Delete an earlier run's checkpoints/final/metrics in --out and start over.
@@ -236,117 +237,129 @@ fn resolve(a: &Args) -> Result<(DistillConfig, bool)> {
 
 fn main() -> ExitCode {
     sekator_model::logging::init("info");
-    let args = Args::parse();
-    let result = (|| -> Result<()> {
-        let (cfg, pipeline) = resolve(&args)?;
-        if args.print_config {
-            print!("{}", cfg.to_toml());
-            return Ok(());
-        }
-        // (precision probes and the teacher-cache fill are this run's children, under its lock)
-        let run_dir = cfg.out.parent().filter(|_| pipeline);
-        let _lock = sekator_pipeline::lock_stage(run_dir, &cfg.out, Stage::Distill)?;
-        let exe = std::env::current_exe().context("locating the distill binary")?;
-        if args.check_precision {
-            let c = sekator_distill::train::check_precision(&cfg, &exe).context("distill")?;
-            println!("{}", c.table());
-            println!(
-                "{}",
-                cfg.out
-                    .join(sekator_distill::precision::CHECK_FILE)
-                    .display()
-            );
-            return Ok(());
-        }
-        let probe = match (args.precision_probe, &args.probe_report) {
-            (Some(precision), Some(report)) => Some(Probe {
-                precision,
-                report: report.clone(),
-            }),
-            _ => None,
-        };
-        let mut opts = TrainOptions {
-            resume: args.resume,
-            overwrite: args.overwrite || args.force,
-            max_steps_this_run: args.max_steps_this_run,
-            step_delay_ms: args.step_delay_ms,
-            progress: true,
-            exe: Some(exe),
-            probe,
-            fill_cache_only: args.fill_teacher_cache,
-        };
-        if opts.fill_cache_only {
-            let s = sekator_distill::run(&cfg, &opts).context("distill --fill-teacher-cache")?;
-            println!("{}", s.teacher_cache.display());
-            return Ok(());
-        }
-        if let Some(p) = &opts.probe {
-            sekator_distill::run(&cfg, &opts).context("distill precision probe")?;
-            tracing::info!("probe {} -> {}", p.precision, p.report.display());
-            return Ok(());
-        }
-        // Under a pipeline config the stage looks after itself: a finished identical run is kept, an
-        // interrupted one continues from its newest checkpoint, one with other settings starts over.
-        if pipeline && !opts.overwrite {
-            // (a missing input is left to `run`, whose errors name it and the fix)
-            let fresh = match sekator_distill::expected_manifest(&cfg) {
-                Ok(want) => freshness(&cfg.out, &want),
-                Err(e) => Err(e.to_string()),
-            };
-            let done = cfg.out.join("final").is_dir() && fresh.is_ok();
-            if let Err(why) = &fresh {
-                tracing::info!("{}: running: {why}", cfg.out.display());
-            }
-            if done {
-                println!(
-                    "{}: up to date (same code, teacher, student, data and settings); --force to rerun",
-                    cfg.out.display()
-                );
-                return Ok(());
-            }
-            opts.resume = true;
-        }
-        let s = match sekator_distill::run(&cfg, &opts) {
-            Err(DistillError::Resume(why)) if pipeline && !opts.overwrite => {
-                tracing::warn!("{why}; the config changed, so the run starts over");
-                opts.resume = false;
-                opts.overwrite = true;
-                sekator_distill::run(&cfg, &opts)
-            }
-            r => r,
-        }
-        .context("distill")?;
-        if s.finished {
-            let ev = match (s.eval_first, s.eval_last) {
-                (Some(a), Some(b)) => format!(
-                    "; dev mse {:.6} -> {:.6}, acc@1 en->ru {:.4} -> {:.4}",
-                    a.mse, b.mse, a.acc_en_ru, b.acc_en_ru
-                ),
-                _ => String::new(),
-            };
-            tracing::info!(
-                "done: {} steps, {:.1} pairs/s{ev}; final model {}",
-                s.total_steps,
-                s.pairs_per_s,
-                s.final_dir
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            );
-        } else {
-            tracing::info!(
-                "stopped at step {} of {} (continue with --resume)",
-                s.step,
-                s.total_steps
-            );
-        }
-        Ok(())
-    })();
-    match result {
+    match real_main(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn real_main(args: Args) -> Result<()> {
+    let (cfg, pipeline) = resolve(&args)?;
+    if args.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
+    // (precision probes and the teacher-cache fill are this run's children, under its lock)
+    let run_dir = cfg.out.parent().filter(|_| pipeline);
+    let _lock = sekator_pipeline::lock_stage(run_dir, &cfg.out, Stage::Distill)?;
+    let exe = std::env::current_exe().context("locating the distill binary")?;
+    if args.check_precision {
+        let c = sekator_distill::train::check_precision(&cfg, &exe).context("distill")?;
+        println!("{}", c.table());
+        let check = cfg.out.join(sekator_distill::precision::CHECK_FILE);
+        println!("{}", check.display());
+        return Ok(());
+    }
+    let probe = match (args.precision_probe, &args.probe_report) {
+        (Some(precision), Some(report)) => Some(Probe {
+            precision,
+            report: report.clone(),
+        }),
+        _ => None,
+    };
+    let mut opts = TrainOptions {
+        resume: args.resume,
+        overwrite: args.overwrite || args.force,
+        max_steps_this_run: args.max_steps_this_run,
+        step_delay_ms: args.step_delay_ms,
+        progress: true,
+        exe: Some(exe),
+        probe,
+        fill_cache_only: args.fill_teacher_cache,
+    };
+    if opts.fill_cache_only {
+        let s = sekator_distill::run(&cfg, &opts).context("distill --fill-teacher-cache")?;
+        println!("{}", s.teacher_cache.display());
+        return Ok(());
+    }
+    if let Some(p) = &opts.probe {
+        sekator_distill::run(&cfg, &opts).context("distill precision probe")?;
+        tracing::info!("probe {} -> {}", p.precision, p.report.display());
+        return Ok(());
+    }
+    if pipeline && !opts.overwrite {
+        if up_to_date(&cfg) {
+            return Ok(());
+        }
+        opts.resume = true;
+    }
+    let s = match sekator_distill::run(&cfg, &opts) {
+        Err(DistillError::Resume(why)) if pipeline && !opts.overwrite => {
+            tracing::warn!("{why}; the config changed, so the run starts over");
+            opts.resume = false;
+            opts.overwrite = true;
+            sekator_distill::run(&cfg, &opts)
+        }
+        r => r,
+    }
+    .context("distill")?;
+    log_outcome(&s);
+    Ok(())
+}
+
+/// Under a pipeline config the stage looks after itself: a finished identical run is kept (true), an
+/// interrupted or lengthened one continues from its newest checkpoint, one with other settings starts over.
+fn up_to_date(cfg: &DistillConfig) -> bool {
+    // (a missing input is left to `run`, whose errors name it and the fix)
+    let fresh = match sekator_distill::expected_manifest(cfg) {
+        Ok(want) => freshness(&cfg.out, &want),
+        Err(e) => Err(e.to_string()),
+    };
+    match fresh {
+        Ok(())
+            if cfg
+                .out
+                .join(sekator_pipeline::stage::DISTILLED_MODEL)
+                .is_dir() =>
+        {
+            println!(
+                "{}: up to date (same code, teacher, student, data and settings); --force to rerun",
+                cfg.out.display()
+            );
+            true
+        }
+        Ok(()) => false,
+        Err(why) => {
+            tracing::info!("{}: running: {why}", cfg.out.display());
+            false
+        }
+    }
+}
+
+fn log_outcome(s: &sekator_distill::Summary) {
+    if !s.finished {
+        tracing::info!(
+            "stopped at step {} of {} (continue with --resume)",
+            s.step,
+            s.total_steps
+        );
+        return;
+    }
+    let ev = match (s.eval_first, s.eval_last) {
+        (Some(a), Some(b)) => format!(
+            "; dev mse {:.6} -> {:.6}, acc@1 en->ru {:.4} -> {:.4}",
+            a.mse, b.mse, a.acc_en_ru, b.acc_en_ru
+        ),
+        _ => String::new(),
+    };
+    let final_dir = s.final_dir.as_deref().map(|p| p.display().to_string());
+    tracing::info!(
+        "done: {} steps, {:.1} pairs/s{ev}; final model {}",
+        s.total_steps,
+        s.pairs_per_s,
+        final_dir.unwrap_or_default()
+    );
 }

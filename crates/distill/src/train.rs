@@ -150,7 +150,7 @@ impl InputHashes {
 /// The manifest of `cfg` with input hashes `inputs`, and the code lineage of the student's stage.
 fn distill_manifest(cfg: &DistillConfig, inputs: BTreeMap<String, String>) -> Manifest {
     let mut m = Manifest::new(
-        "distill",
+        sekator_pipeline::Stage::Distill.name(),
         serde_json::to_value(cfg).unwrap_or_default(),
         inputs,
         env!("SEKATOR_CODE"),
@@ -347,7 +347,7 @@ fn resumed_warmup(cfg: &DistillConfig, st: &TrainState, total: usize) -> usize {
 fn prepare_out(out: &Path, opts: &TrainOptions) -> Result<()> {
     let ours = [
         checkpoint::checkpoints_dir(out),
-        out.join("final"),
+        out.join(sekator_pipeline::stage::DISTILLED_MODEL),
         out.join(crate::metrics::METRICS_FILE),
         out.join("manifest.json"),
         out.join(DISTILL_SUMMARY_FILE),
@@ -1191,7 +1191,7 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
             return Ok(self.summary(false, None, None));
         }
         let (cfg, inp, out) = (self.cfg, &self.inputs, self.cfg.out.as_path());
-        let dir = out.join("final");
+        let dir = out.join(sekator_pipeline::stage::DISTILLED_MODEL);
         let tensors = self.model().export();
         let card = crate::card::facts(
             cfg,

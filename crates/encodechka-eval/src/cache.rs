@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -73,32 +73,23 @@ impl CacheShelf {
         if records.is_empty() {
             return Ok(());
         }
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".seg-")
-            .suffix(".tmp")
-            .tempfile_in(&self.dir)
-            .with_context(|| format!("creating a temporary file in {}", self.dir.display()))?;
-        {
-            let mut w = BufWriter::new(tmp.as_file_mut());
-            w.write_all(MAGIC)?;
-            w.write_all(&(self.dim as u32).to_le_bytes())?;
-            for (key, values) in records {
-                if values.len() % self.dim != 0 {
-                    bail!(
-                        "cache record of {} values is not a multiple of dim {}",
-                        values.len(),
-                        self.dim
-                    );
-                }
-                w.write_all(key)?;
-                w.write_all(&(values.len() as u32).to_le_bytes())?;
-                for v in values {
-                    w.write_all(&v.to_le_bytes())?;
-                }
+        let mut w = Vec::with_capacity(12 + records.len() * (40 + 4 * self.dim));
+        w.extend_from_slice(MAGIC);
+        w.extend_from_slice(&(self.dim as u32).to_le_bytes());
+        for (key, values) in records {
+            if values.len() % self.dim != 0 {
+                bail!(
+                    "cache record of {} values is not a multiple of dim {}",
+                    values.len(),
+                    self.dim
+                );
             }
-            w.flush()?;
+            w.extend_from_slice(key);
+            w.extend_from_slice(&(values.len() as u32).to_le_bytes());
+            for v in values {
+                w.extend_from_slice(&v.to_le_bytes());
+            }
         }
-        tmp.as_file().sync_all()?;
         let name = format!(
             "seg-{}-{}.bin",
             std::time::SystemTime::now()
@@ -108,7 +99,7 @@ impl CacheShelf {
             std::process::id()
         );
         let path = self.dir.join(name);
-        tmp.persist(&path)
+        sekator_model::write_atomic(&path, &w)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }

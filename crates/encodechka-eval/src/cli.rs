@@ -102,7 +102,12 @@ fn manifest_for(cli: &Cli, tasks: &[TaskId]) -> Result<Manifest> {
         "device": cli.device.to_string(),
         "published": cli.published.as_ref().map(|p| p.display().to_string()),
     });
-    let mut m = Manifest::new("eval", config, inputs, env!("SEKATOR_CODE"));
+    let mut m = Manifest::new(
+        sekator_pipeline::Stage::Eval.name(),
+        config,
+        inputs,
+        env!("SEKATOR_CODE"),
+    );
     for dir in &cli.models {
         m.record_upstream(dir);
     }

@@ -7,7 +7,7 @@ use sekator_pipeline::{flag, lock_stage, parse_stage_args, Stage};
 
 fn main() -> ExitCode {
     sekator_model::logging::init("info");
-    let parsed = parse_stage_args::<Cli>("eval", |c| {
+    let parsed = parse_stage_args::<Cli>(Stage::Eval.name(), |c| {
         let r = &c.run;
         let mut derived = vec![];
         derived.extend(flag("data", r.encodechka.display()));

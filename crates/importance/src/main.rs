@@ -102,8 +102,8 @@ fn run(a: Args) -> Result<()> {
                     );
                     return Ok(());
                 }
-                Ok(()) => eprintln!("{}: rerunning: the scores are unreadable", a.out.display()),
-                Err(why) => eprintln!("{}: rerunning: {why}", a.out.display()),
+                Ok(()) => eprintln!("{}: running: the scores are unreadable", a.out.display()),
+                Err(why) => eprintln!("{}: running: {why}", a.out.display()),
             }
         }
     }
@@ -158,7 +158,7 @@ fn run(a: Args) -> Result<()> {
 
 fn main() -> ExitCode {
     sekator_model::logging::init("warn");
-    let parsed = parse_stage_args::<Args>("importance", |c| {
+    let parsed = parse_stage_args::<Args>(Stage::Importance.name(), |c| {
         let r = &c.run;
         let mut derived = vec![];
         derived.extend(flag("model", r.model.display()));

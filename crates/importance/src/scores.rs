@@ -22,7 +22,7 @@ use crate::{ImportanceError, Normalize};
 pub const HEADS_CSV: &str = "heads.csv";
 pub const HEADS_PNG: &str = "heads.png";
 pub const FFN_PNG: &str = "ffn.png";
-pub const STAGE: &str = "importance";
+pub const STAGE: &str = sekator_pipeline::Stage::Importance.name();
 
 /// The stage manifest of scores with `meta` (settings, input hashes, this build's code).
 pub fn manifest(meta: &ImportanceMeta) -> Manifest {

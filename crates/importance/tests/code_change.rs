@@ -38,7 +38,7 @@ fn a_manifest_from_other_code_reruns_the_stage_and_the_current_one_skips() {
     let out = dir.path().join("runs/t/importance");
 
     let first = stderr(&importance(&config));
-    assert!(first.contains("rerunning: no manifest yet"), "{first}");
+    assert!(first.contains("running: no manifest yet"), "{first}");
     let current = Manifest::read(&out).unwrap();
     assert_eq!(current.code.len(), 16, "{}", current.code);
     assert!(stderr(&importance(&config)).contains("up to date"));
@@ -47,7 +47,7 @@ fn a_manifest_from_other_code_reruns_the_stage_and_the_current_one_skips() {
     other.code = "0123456789abcdef".into();
     other.write(&out).unwrap();
     let rerun = stderr(&importance(&config));
-    assert!(rerun.contains("rerunning: code changed"), "{rerun}");
+    assert!(rerun.contains("running: code changed"), "{rerun}");
     assert_eq!(Manifest::read(&out).unwrap().code, current.code);
     assert!(stderr(&importance(&config)).contains("up to date"));
 }

@@ -38,6 +38,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     sync_parent(path)
 }
 
+/// Publishes the finished directory `staged` as `dest`: fsyncs it, moves an existing `dest` aside, renames
+/// `staged` into place (restoring the old one if that fails), then deletes the old one. Readers see the old
+/// directory or the new one, never a mix, and a crash leaves at least one of them whole.
+pub fn publish_dir(staged: &Path, dest: &Path) -> Result<(), ModelError> {
+    sync_tree(staged)?;
+    let old = hidden_sibling(dest, &format!("old-{}", std::process::id()));
+    let had_old = dest.exists();
+    if had_old {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| ModelError::io(&old, e))?;
+        }
+        std::fs::rename(dest, &old).map_err(|e| ModelError::io(dest, e))?;
+    }
+    if let Err(e) = std::fs::rename(staged, dest) {
+        if had_old {
+            let _ = std::fs::rename(&old, dest);
+        }
+        return Err(ModelError::io(dest, e));
+    }
+    if had_old {
+        std::fs::remove_dir_all(&old).map_err(|e| ModelError::io(&old, e))?;
+    }
+    sync_parent(dest)
+}
+
 /// fsyncs a file, or every file and directory under a directory, so a rename that publishes it cannot be
 /// seen on disk before its contents after a crash.
 pub fn sync_tree(path: &Path) -> Result<(), ModelError> {
@@ -62,6 +87,27 @@ pub fn sync_parent(path: &Path) -> Result<(), ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_published_directory_replaces_the_old_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staged, dest) = (dir.path().join(".new"), dir.path().join("model"));
+        for (name, text) in [("a", "old"), ("b", "old")] {
+            write_atomic(&dest.join(name), text.as_bytes()).unwrap();
+        }
+        write_atomic(&staged.join("a"), b"new").unwrap();
+        publish_dir(&staged, &dest).unwrap();
+        assert_eq!(std::fs::read(dest.join("a")).unwrap(), b"new");
+        assert!(
+            !dest.join("b").exists(),
+            "nothing of the old directory is left in it"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["model"]);
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temporary() {

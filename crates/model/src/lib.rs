@@ -32,7 +32,7 @@ pub use backend::{AutodiffTask, BackendTask, Cpu, CpuAutodiff, DeviceKind};
 pub use bert::BertModel;
 pub use config::BertConfig;
 pub use error::ModelError;
-pub use fsio::{hidden_sibling, sync_parent, sync_tree, write_atomic};
+pub use fsio::{hidden_sibling, publish_dir, sync_parent, sync_tree, write_atomic};
 pub use layers::NamedTensor;
 pub use loader::{checkpoint_hash, file_hash, read_config, write_model_dir, SafetensorsWeights};
 pub use masks::UnitMasks;

@@ -333,12 +333,7 @@ pub fn write_model_dir(
         serde_json::to_string_pretty(&config).map_err(|e| ModelError::Other(e.to_string()))?;
     std::fs::write(&cfg_path, text + "\n").map_err(|e| ModelError::io(&cfg_path, e))?;
     write_safetensors(&tmp.join(WEIGHTS_FILE), tensors, BTreeMap::new())?;
-    crate::fsio::sync_tree(&tmp)?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| ModelError::io(out, e))?;
-    }
-    std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
-    crate::fsio::sync_parent(out)
+    crate::fsio::publish_dir(&tmp, out)
 }
 
 /// sha256 over `config.json` and the weights files: identifies a checkpoint's content, not its path.

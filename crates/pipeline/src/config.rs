@@ -11,8 +11,17 @@ use serde::{Deserialize, Serialize};
 
 use sekator_model::ModelError;
 
+use crate::Stage;
+
 /// Sections a config file may contain.
-pub const SECTIONS: [&str; 6] = ["run", "importance", "surgery", "distill", "eval", "report"];
+pub const SECTIONS: [&str; 6] = [
+    "run",
+    Stage::Importance.name(),
+    Stage::Surgery.name(),
+    Stage::Distill.name(),
+    Stage::Eval.name(),
+    Stage::Report.name(),
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

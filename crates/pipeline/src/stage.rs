@@ -23,7 +23,7 @@ impl Stage {
     ];
 
     /// The config section and the manifest's `stage` field.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Stage::Importance => "importance",
             Stage::Surgery => "surgery",
@@ -34,7 +34,7 @@ impl Stage {
     }
 
     /// The stage's directory in a run: surgery's output is the pruned model itself.
-    pub fn dir(self) -> &'static str {
+    pub const fn dir(self) -> &'static str {
         match self {
             Stage::Surgery => "pruned",
             other => other.name(),

@@ -34,7 +34,7 @@ pub use size::{BenchOptions, Report, SizeReport};
 
 pub const PLAN_FILE: &str = "plan.json";
 pub use size::SIZE_FILE;
-pub const STAGE: &str = "surgery";
+pub const STAGE: &str = sekator_pipeline::Stage::Surgery.name();
 
 /// Where the plan comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,25 +154,10 @@ fn sibling(out: &Path, tag: &str) -> PathBuf {
 /// Moves the finished `tmp` directory to `out`; an existing `out` (allowed by `--overwrite`) is moved aside
 /// first and deleted only once the new one is in place.
 fn publish(tmp: TempDir, out: &Path) -> Result<(), SurgeryError> {
-    let old = sibling(out, "old");
-    let had_old = out.exists();
-    if had_old {
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| SurgeryError::io(&old, e))?;
-        }
-        std::fs::rename(out, &old).map_err(|e| SurgeryError::io(out, e))?;
-    }
     let src = tmp.keep();
-    if let Err(e) = std::fs::rename(&src, out) {
-        if had_old {
-            let _ = std::fs::rename(&old, out);
-        }
+    sekator_model::publish_dir(&src, out).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&src);
-        return Err(SurgeryError::io(out, e));
-    }
-    if had_old {
-        std::fs::remove_dir_all(&old).map_err(|e| SurgeryError::io(&old, e))?;
-    }
+    })?;
     Ok(())
 }
 

@@ -172,7 +172,7 @@ fn options(a: &Args) -> Result<Options> {
 }
 
 fn real_main() -> Result<()> {
-    let (args, rc) = parse_stage_args::<Args>("surgery", |c| {
+    let (args, rc) = parse_stage_args::<Args>(Stage::Surgery.name(), |c| {
         let mut derived = vec![];
         derived.extend(flag("model", c.run.model.display()));
         derived.extend(flag("importance", c.stage_dir(Stage::Importance).display()));

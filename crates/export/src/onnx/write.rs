@@ -124,45 +124,11 @@ impl Staging {
         if dest.exists() && !overwrite {
             return Err(ExportError::Exists { path: dest.clone() });
         }
-        sync_dir(self.dir.path())?;
         let staged = self.dir.keep();
-        let result = swap_in(&staged, dest);
+        let result = sekator_model::publish_dir(&staged, dest).map_err(ExportError::from);
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&staged);
         }
         result
     }
-}
-
-/// Renames `staged` to `dest`; an existing `dest` is first moved aside and restored if that fails.
-fn swap_in(staged: &Path, dest: &Path) -> Result<(), ExportError> {
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    let old = parent.join(format!(".onnx.old-{}", std::process::id()));
-    let had_old = dest.exists();
-    if had_old {
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| ExportError::io(&old, e))?;
-        }
-        std::fs::rename(dest, &old).map_err(|e| ExportError::io(dest, e))?;
-    }
-    if let Err(e) = std::fs::rename(staged, dest) {
-        if had_old {
-            let _ = std::fs::rename(&old, dest);
-        }
-        return Err(ExportError::io(dest, e));
-    }
-    if had_old {
-        std::fs::remove_dir_all(&old).map_err(|e| ExportError::io(&old, e))?;
-    }
-    sync_dir(parent)
-}
-
-/// fsyncs a directory so a rename inside it survives a crash (a no-op where directories cannot be opened).
-fn sync_dir(dir: &Path) -> Result<(), ExportError> {
-    if cfg!(unix) {
-        File::open(dir)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| ExportError::io(dir, e))?;
-    }
-    Ok(())
 }

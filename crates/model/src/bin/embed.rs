@@ -1,6 +1,6 @@
 //! `embed`: one text per input line -> one vector per line (.npy float32 [lines, dim] or JSON lines).
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -96,26 +96,19 @@ fn read_lines(input: &str) -> Result<Vec<String>> {
 }
 
 fn write_output(path: &Path, rows: &[Vec<f32>], dim: usize) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut w = std::io::BufWriter::new(
-            std::fs::File::create(&tmp)
-                .with_context(|| format!("{}: cannot create", tmp.display()))?,
-        );
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("jsonl") => {
-                for r in rows {
-                    serde_json::to_writer(&mut w, r)?;
-                    w.write_all(b"\n")?;
-                }
+    let mut bytes = vec![];
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") => {
+            for r in rows {
+                serde_json::to_writer(&mut bytes, r)?;
+                bytes.push(b'\n');
             }
-            Some("npy") => npy::write_f32(&mut w, rows, dim)?,
-            _ => bail!("{}: output must end in .npy or .jsonl", path.display()),
         }
-        w.flush()?;
+        Some("npy") => npy::write_f32(&mut bytes, rows, dim)?,
+        _ => bail!("{}: output must end in .npy or .jsonl", path.display()),
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+    sekator_model::write_atomic(path, &bytes)
+        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 fn main() -> ExitCode {

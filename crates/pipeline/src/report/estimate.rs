@@ -137,10 +137,10 @@ pub fn estimate(rc: &RunConfig) -> Result<String> {
 
 /// Seconds of every stage on the CPU.
 fn cpu_rows(rc: &RunConfig, cfg: &BertConfig) -> Result<Vec<Row>> {
-    let imp: ImportanceWork = parse_work(rc, "importance", &[])?;
-    let sur: SurgeryWork = parse_work(rc, "surgery", &["importance"])?;
-    let dis: DistillWork = rc.section("distill")?;
-    let ev: EvalWork = parse_work(rc, "eval", &[])?;
+    let imp: ImportanceWork = parse_work(rc, Stage::Importance.name(), &[])?;
+    let sur: SurgeryWork = parse_work(rc, Stage::Surgery.name(), &["importance"])?;
+    let dis: DistillWork = rc.section(Stage::Distill.name())?;
+    let ev: EvalWork = parse_work(rc, Stage::Eval.name(), &[])?;
     let scale = |c: &BertConfig| flops_per_token(c, FLOPS_SEQ_LEN) as f64 / minilm_flops();
     let n_pairs = pair_count(&rc.run.pairs);
 
