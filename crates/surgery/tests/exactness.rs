@@ -214,16 +214,8 @@ fn importance_plan_in_two_steps_is_exact_and_reaches_the_target() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("model");
     tiny_model(&model, &sekator_model::testing::tiny_config(3), 13);
-    let ck = sekator_surgery::Checkpoint::read(&model).unwrap();
-    let scores = sekator_surgery::importance::magnitude_scores(&ck).unwrap();
     let imp = tmp.path().join("imp");
-    sekator_surgery::importance::write(
-        &imp,
-        &ck.config,
-        &scores,
-        &sekator_model::checkpoint_hash(&model).unwrap(),
-    )
-    .unwrap();
+    common::stand_in_importance(&model, &imp, &model);
     let rule = sekator_surgery::Rule {
         heads_ratio: 0.5,
         ffn_ratio: 0.5,

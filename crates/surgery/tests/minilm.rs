@@ -23,16 +23,7 @@ fn minilm_heads_and_ffn_half_is_exact_and_sizes_add_up() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let imp = tmp.path().join("imp");
-    let ck = sekator_surgery::Checkpoint::read(&model).unwrap();
-    let scores = sekator_surgery::importance::magnitude_scores(&ck).unwrap();
-    sekator_surgery::importance::write(
-        &imp,
-        &ck.config,
-        &scores,
-        &sekator_model::checkpoint_hash(&model).unwrap(),
-    )
-    .unwrap();
-    drop(ck);
+    common::stand_in_importance(&model, &imp, &model);
 
     // Heads 50% only: sizes from a dry run.
     let rule = Rule {

@@ -35,7 +35,9 @@ struct Rates {
     encodechka_classify_s: f64,
 }
 
-/// Measured in the default run of 2026-12-02 (BENCHMARKS.md "Pipeline estimate").
+/// From the default run of 2026-11-28 (importance 1024 pairs at 20.4 pairs/s; distillation 18.4 pairs/s on
+/// the half-size student; teacher cache 16,384 texts in 86 s; encodechka 488 s of embedding and 40 s of
+/// classifiers for MiniLM); checked against a later measured run in BENCHMARKS.md ("Pipeline estimate").
 const RATES: Rates = Rates {
     importance_pairs_per_s: 20.0,
     validate_pairs_per_s: 60.0,
