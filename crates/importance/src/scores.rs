@@ -6,7 +6,7 @@
 //! - `heads.png`: heat map of the head scores (pruned heads grey); `ffn.png`: each layer's FFN scores sorted.
 //! - `manifest.json`: the stage manifest, written last.
 //!
-//! Every file is written through a temporary sibling and a rename.
+//! Every file is written through a temporary sibling and a rename (the charts by `sekator-plot`).
 
 use std::path::Path;
 
@@ -100,9 +100,16 @@ pub fn write(scores: &Scores, dir: &Path) -> Result<(), ImportanceError> {
         meta.criterion.name(),
         meta.normalize.name()
     );
-    plot_atomic(dir, HEADS_PNG, |p| {
-        sekator_plot::heatmap(p, &title, layers, nh, &values, "layer", "head")
-    })?;
+    sekator_plot::heatmap(
+        &dir.join(HEADS_PNG),
+        &title,
+        layers,
+        nh,
+        &values,
+        "layer",
+        "head",
+    )
+    .map_err(|e| ImportanceError::Other(e.to_string()))?;
     let series: Vec<(String, Vec<(f64, f64)>)> = scores
         .ffn
         .iter()
@@ -120,28 +127,16 @@ pub fn write(scores: &Scores, dir: &Path) -> Result<(), ImportanceError> {
         })
         .collect();
     if series.iter().any(|(_, p)| !p.is_empty()) {
-        plot_atomic(dir, FFN_PNG, |p| {
-            sekator_plot::lines(
-                p,
-                "FFN neuron importance, sorted per layer",
-                "rank",
-                "score",
-                &series,
-            )
-        })?;
+        sekator_plot::lines(
+            &dir.join(FFN_PNG),
+            "FFN neuron importance, sorted per layer",
+            "rank",
+            "score",
+            &series,
+        )
+        .map_err(|e| ImportanceError::Other(e.to_string()))?;
     }
 
     manifest(meta).write(dir)?;
     Ok(())
-}
-
-fn plot_atomic(
-    dir: &Path,
-    name: &str,
-    draw: impl FnOnce(&Path) -> Result<(), sekator_plot::PlotError>,
-) -> Result<(), ImportanceError> {
-    let tmp = dir.join(format!(".{name}.tmp-{}.png", std::process::id()));
-    draw(&tmp).map_err(|e| ImportanceError::Other(e.to_string()))?;
-    let dst = dir.join(name);
-    std::fs::rename(&tmp, &dst).map_err(|e| ImportanceError::io(&dst, e))
 }

@@ -51,6 +51,34 @@ pub fn has_font() -> bool {
     })
 }
 
+/// Draws with `draw` into a hidden temporary sibling of `path` (same extension, so the backend picks the
+/// same format), fsyncs it and renames it into place: a chart is never seen half-written.
+fn atomically(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}.{ext}", std::process::id()));
+    let io = |e: std::io::Error| PlotError::Draw {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
+    let result = draw(&tmp).and_then(|()| {
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 fn draw_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> PlotError + '_ {
     move |e| PlotError::Draw {
         path: path.to_path_buf(),
@@ -137,105 +165,107 @@ pub fn heatmap(
         left + cell * cols as i32 + right,
         top + cell * rows as i32 + bottom,
     );
-    let root = BitMapBackend::new(path, (w as u32, h as u32)).into_drawing_area();
-    let err = draw_err(path);
-    root.fill(&WHITE).map_err(&err)?;
+    atomically(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (w as u32, h as u32)).into_drawing_area();
+        let err = draw_err(path);
+        root.fill(&WHITE).map_err(&err)?;
 
-    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let norm = |v: f64| if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
-    let grey = RGBColor(215, 215, 215);
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let norm = |v: f64| if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+        let grey = RGBColor(215, 215, 215);
 
-    for r in 0..rows {
-        for c in 0..cols {
-            let v = values[r * cols + c];
-            let (x0, y0) = (left + c as i32 * cell, top + r as i32 * cell);
-            let color = if v.is_finite() {
-                viridis(norm(v))
-            } else {
-                grey
-            };
+        for r in 0..rows {
+            for c in 0..cols {
+                let v = values[r * cols + c];
+                let (x0, y0) = (left + c as i32 * cell, top + r as i32 * cell);
+                let color = if v.is_finite() {
+                    viridis(norm(v))
+                } else {
+                    grey
+                };
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cell, y0 + cell)],
+                    color.filled(),
+                ))
+                .map_err(&err)?;
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cell, y0 + cell)],
+                    WHITE.stroke_width(1),
+                ))
+                .map_err(&err)?;
+                if text && rows <= 16 && cols <= 16 && cell >= 28 && v.is_finite() {
+                    let ink = if norm(v) > 0.6 { BLACK } else { WHITE };
+                    let style = font((cell / 3).min(13) as u32)
+                        .color(&ink)
+                        .pos(Pos::new(HPos::Center, VPos::Center));
+                    root.draw_text(&short(v), &style, (x0 + cell / 2, y0 + cell / 2))
+                        .map_err(&err)?;
+                }
+            }
+        }
+
+        // colour bar
+        let (bx, by, bh) = (left + cell * cols as i32 + 20, top, cell * rows as i32);
+        for i in 0..bh {
+            let t = 1.0 - i as f64 / (bh - 1).max(1) as f64;
             root.draw(&Rectangle::new(
-                [(x0, y0), (x0 + cell, y0 + cell)],
-                color.filled(),
+                [(bx, by + i), (bx + 16, by + i + 1)],
+                viridis(t).filled(),
             ))
             .map_err(&err)?;
-            root.draw(&Rectangle::new(
-                [(x0, y0), (x0 + cell, y0 + cell)],
-                WHITE.stroke_width(1),
-            ))
+        }
+
+        if text {
+            let center = Pos::new(HPos::Center, VPos::Center);
+            root.draw_text(
+                title,
+                &font(18).pos(Pos::new(HPos::Center, VPos::Top)),
+                (w / 2, 12),
+            )
             .map_err(&err)?;
-            if text && rows <= 16 && cols <= 16 && cell >= 28 && v.is_finite() {
-                let ink = if norm(v) > 0.6 { BLACK } else { WHITE };
-                let style = font((cell / 3).min(13) as u32)
-                    .color(&ink)
-                    .pos(Pos::new(HPos::Center, VPos::Center));
-                root.draw_text(&short(v), &style, (x0 + cell / 2, y0 + cell / 2))
+            let tick = (cell / 3).clamp(9, 13) as u32;
+            let every_c = (14 / cell as usize).max(1).max(cols.div_ceil(40));
+            for c in (0..cols).step_by(every_c) {
+                let x = left + c as i32 * cell + cell / 2;
+                root.draw_text(
+                    &c.to_string(),
+                    &font(tick).pos(Pos::new(HPos::Center, VPos::Top)),
+                    (x, top + rows as i32 * cell + 4),
+                )
+                .map_err(&err)?;
+            }
+            let every_r = (14 / cell as usize).max(1).max(rows.div_ceil(40));
+            for r in (0..rows).step_by(every_r) {
+                let y = top + r as i32 * cell + cell / 2;
+                root.draw_text(
+                    &r.to_string(),
+                    &font(tick).pos(Pos::new(HPos::Right, VPos::Center)),
+                    (left - 6, y),
+                )
+                .map_err(&err)?;
+            }
+            root.draw_text(
+                col_label,
+                &font(14).pos(center),
+                (left + cell * cols as i32 / 2, h - 18),
+            )
+            .map_err(&err)?;
+            let vertical = font(14).transform(FontTransform::Rotate270).pos(center);
+            root.draw_text(row_label, &vertical, (18, top + cell * rows as i32 / 2))
+                .map_err(&err)?;
+            if !finite.is_empty() {
+                let lab = font(11).pos(Pos::new(HPos::Left, VPos::Center));
+                root.draw_text(&short(hi), &lab, (bx + 20, by + 4))
+                    .map_err(&err)?;
+                root.draw_text(&short(lo), &lab, (bx + 20, by + bh - 4))
                     .map_err(&err)?;
             }
         }
-    }
-
-    // colour bar
-    let (bx, by, bh) = (left + cell * cols as i32 + 20, top, cell * rows as i32);
-    for i in 0..bh {
-        let t = 1.0 - i as f64 / (bh - 1).max(1) as f64;
-        root.draw(&Rectangle::new(
-            [(bx, by + i), (bx + 16, by + i + 1)],
-            viridis(t).filled(),
-        ))
-        .map_err(&err)?;
-    }
-
-    if text {
-        let center = Pos::new(HPos::Center, VPos::Center);
-        root.draw_text(
-            title,
-            &font(18).pos(Pos::new(HPos::Center, VPos::Top)),
-            (w / 2, 12),
-        )
-        .map_err(&err)?;
-        let tick = (cell / 3).clamp(9, 13) as u32;
-        let every_c = (14 / cell as usize).max(1).max(cols.div_ceil(40));
-        for c in (0..cols).step_by(every_c) {
-            let x = left + c as i32 * cell + cell / 2;
-            root.draw_text(
-                &c.to_string(),
-                &font(tick).pos(Pos::new(HPos::Center, VPos::Top)),
-                (x, top + rows as i32 * cell + 4),
-            )
-            .map_err(&err)?;
-        }
-        let every_r = (14 / cell as usize).max(1).max(rows.div_ceil(40));
-        for r in (0..rows).step_by(every_r) {
-            let y = top + r as i32 * cell + cell / 2;
-            root.draw_text(
-                &r.to_string(),
-                &font(tick).pos(Pos::new(HPos::Right, VPos::Center)),
-                (left - 6, y),
-            )
-            .map_err(&err)?;
-        }
-        root.draw_text(
-            col_label,
-            &font(14).pos(center),
-            (left + cell * cols as i32 / 2, h - 18),
-        )
-        .map_err(&err)?;
-        let vertical = font(14).transform(FontTransform::Rotate270).pos(center);
-        root.draw_text(row_label, &vertical, (18, top + cell * rows as i32 / 2))
-            .map_err(&err)?;
-        if !finite.is_empty() {
-            let lab = font(11).pos(Pos::new(HPos::Left, VPos::Center));
-            root.draw_text(&short(hi), &lab, (bx + 20, by + 4))
-                .map_err(&err)?;
-            root.draw_text(&short(lo), &lab, (bx + 20, by + bh - 4))
-                .map_err(&err)?;
-        }
-    }
-    root.present().map_err(&err)?;
-    Ok(())
+        root.present().map_err(&err)?;
+        Ok(())
+    })
 }
 
 /// Bounds of `values` padded by 5% (or by 1 when all are equal); `(0, 1)` when empty.
@@ -326,34 +356,36 @@ pub fn lines<S: AsRef<str>>(
     }
     let xs = padded(series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)));
     let ys = padded(series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)));
-    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-    let err = draw_err(path);
-    root.fill(&WHITE).map_err(&err)?;
-    let mut c = chart(&root, title, x_label, y_label, xs, ys, path)?;
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let s = c
-            .draw_series(LineSeries::new(
-                pts.iter().filter(finite).copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(&err)?;
-        if has_font() && series.len() > 1 {
-            s.label(name.as_ref()).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
+    atomically(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (900, 560)).into_drawing_area();
+        let err = draw_err(path);
+        root.fill(&WHITE).map_err(&err)?;
+        let mut c = chart(&root, title, x_label, y_label, xs, ys, path)?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let s = c
+                .draw_series(LineSeries::new(
+                    pts.iter().filter(finite).copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(&err)?;
+            if has_font() && series.len() > 1 {
+                s.label(name.as_ref()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            }
         }
-    }
-    if has_font() && series.len() > 1 {
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(13))
-            .draw()
-            .map_err(&err)?;
-    }
-    root.present().map_err(&err)?;
-    Ok(())
+        if has_font() && series.len() > 1 {
+            c.configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(font(13))
+                .draw()
+                .map_err(&err)?;
+        }
+        root.present().map_err(&err)?;
+        Ok(())
+    })
 }
 
 /// Scatter plot of `(label, x, y)` points, each labelled next to its marker (e.g. models by size and
@@ -380,25 +412,27 @@ pub fn scatter_labeled<S: AsRef<str>>(
     let ys = padded(pts.iter().map(|p| p.2));
     // room on the right for the labels of the rightmost points
     let xs = (xs.0, xs.1 + (xs.1 - xs.0) * 0.15);
-    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
-    let err = draw_err(path);
-    root.fill(&WHITE).map_err(&err)?;
-    let mut c = chart(&root, title, x_label, y_label, xs, ys, path)?;
-    c.draw_series(
-        pts.iter()
-            .enumerate()
-            .map(|(i, p)| Circle::new((p.1, p.2), 5, PALETTE[i % PALETTE.len()].filled())),
-    )
-    .map_err(&err)?;
-    if has_font() {
-        let style = font(12).pos(Pos::new(HPos::Left, VPos::Center));
-        c.draw_series(pts.iter().map(|p| {
-            EmptyElement::at((p.1, p.2)) + Text::new(p.0.to_string(), (8, 0), style.clone())
-        }))
+    atomically(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (900, 600)).into_drawing_area();
+        let err = draw_err(path);
+        root.fill(&WHITE).map_err(&err)?;
+        let mut c = chart(&root, title, x_label, y_label, xs, ys, path)?;
+        c.draw_series(
+            pts.iter()
+                .enumerate()
+                .map(|(i, p)| Circle::new((p.1, p.2), 5, PALETTE[i % PALETTE.len()].filled())),
+        )
         .map_err(&err)?;
-    }
-    root.present().map_err(&err)?;
-    Ok(())
+        if has_font() {
+            let style = font(12).pos(Pos::new(HPos::Left, VPos::Center));
+            c.draw_series(pts.iter().map(|p| {
+                EmptyElement::at((p.1, p.2)) + Text::new(p.0.to_string(), (8, 0), style.clone())
+            }))
+            .map_err(&err)?;
+        }
+        root.present().map_err(&err)?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -447,6 +481,13 @@ mod tests {
         )
         .unwrap();
         assert!(is_png(&s));
+        // drawn beside and renamed into place: no temporary file is left
+        let mut names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["big.png", "h.png", "l.png", "s.png"]);
     }
 
     #[test]
