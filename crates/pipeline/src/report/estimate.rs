@@ -334,6 +334,45 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_config_gets_a_time_for_every_stage_or_says_why_not() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(root.join("configs")).unwrap() {
+            let path = entry.unwrap().path();
+            let mut rc = RunConfig::load(&path).unwrap();
+            for p in [&mut rc.run.model, &mut rc.run.pairs, &mut rc.run.runs_dir] {
+                *p = root.join(&*p);
+            }
+            let table = estimate(&rc).unwrap();
+            let rows: Vec<&str> = table
+                .lines()
+                .filter(|l| {
+                    Stage::ALL
+                        .iter()
+                        .any(|s| l.starts_with(&format!("| {s} |")))
+                })
+                .collect();
+            assert_eq!(rows.len(), 4, "{}: {table}", path.display());
+            for row in rows {
+                let cell = row.split('|').nth(2).unwrap().trim();
+                let known = cell.parse::<f64>().is_ok_and(|m| m > 0.0);
+                assert!(
+                    known || cell.starts_with("unknown: "),
+                    "{}: {row}",
+                    path.display()
+                );
+                let cpu =
+                    sekator_model::backend::resolve(rc.run.device).ok() == Some(DeviceKind::Cpu);
+                if cpu && rc.run.model.join("config.json").is_file() {
+                    assert!(known, "{}: {row}", path.display());
+                }
+            }
+            seen += 1;
+        }
+        assert!(seen >= 5);
+    }
+
+    #[test]
     fn cuda_configs_say_no_rate_is_known() {
         let dir = tempfile::tempdir().unwrap();
         let mut rc = labse_run(dir.path(), "");
