@@ -131,7 +131,7 @@ impl ImportanceOptions {
                 bad("--loss teacher needs --teacher DIR (the checkpoint to match)".into())
             }
             (LossKind::Ranking, Some(t)) => bad(format!(
-                "--teacher {} is only used with --loss teacher",
+                "--teacher {} is only used with --loss teacher or contrastive",
                 t.display()
             )),
             _ => Ok(()),
@@ -323,7 +323,13 @@ impl AutodiffTask for ScoreTask<'_> {
             pooling,
         };
         let mut batches = loss::prepare_batches(&enc, &self.pairs, o.batch_size, o.max_length)?;
-        if let (LossKind::Teacher, Some(tdir)) = (o.loss, &o.teacher) {
+        let teacher_dir = match o.loss {
+            LossKind::Ranking => None,
+            LossKind::Teacher => o.teacher.as_deref(),
+            // without --teacher: the model's own unmasked vectors
+            LossKind::Contrastive => Some(o.teacher.as_deref().unwrap_or(self.model_dir)),
+        };
+        if let Some(tdir) = teacher_dir {
             let teacher = Encoder::<B::InnerBackend>::load(tdir, &device)?;
             if teacher.config.hidden_size != enc.config.hidden_size {
                 return Err(ImportanceError::Input(format!(

@@ -5,6 +5,9 @@
 //! - `teacher`: `MSE(student(en), teacher(en)) + MSE(student(ru), teacher(ru))` on pooled, un-normalised
 //!   embeddings; the teacher's vectors are computed once, without gradients. Zero (with zero gradients) when
 //!   the student *is* the teacher, so it is meant for re-scoring a pruned model.
+//! - `contrastive`: the ranking loss between each side's student vectors and the teacher's vectors of the
+//!   same side (the model itself unless `--teacher`), averaged over en and ru: each sentence against the
+//!   batch's other sentences. Positive (with gradients) for the unmasked model, and monolingual.
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
@@ -125,6 +128,19 @@ pub fn batch_loss<B: Backend>(
                 .as_ref()
                 .expect("teacher targets prepared for the teacher loss");
             mse(en, &t.en) + mse(ru, &t.ru)
+        }
+        LossKind::Contrastive => {
+            let t = batch
+                .teacher
+                .as_ref()
+                .expect("teacher targets prepared for the contrastive loss");
+            let target = |v: &[f32], like: &Tensor<B, 2>| {
+                let [n, d] = like.dims();
+                Tensor::<B, 2>::from_data(TensorData::new(v.to_vec(), [n, d]), device)
+            };
+            let (t_en, t_ru) = (target(&t.en, &en), target(&t.ru, &ru));
+            let scale = spec.scale as f64;
+            (ranking_loss(en, t_en, scale) + ranking_loss(ru, t_ru, scale)).div_scalar(2.0)
         }
     }
 }

@@ -44,10 +44,11 @@ struct Args {
     /// Loss whose gradient is taken.
     #[arg(long, value_enum, default_value_t = LossKind::Ranking)]
     loss: LossKind,
-    /// Teacher checkpoint for `--loss teacher` (same tokenizer and hidden size).
+    /// Teacher checkpoint for `--loss teacher` (required) or `--loss contrastive` (default: the model
+    /// itself); same tokenizer and hidden size.
     #[arg(long)]
     teacher: Option<PathBuf>,
-    /// Scale of the cosine similarities in the ranking loss.
+    /// Scale of the cosine similarities in the ranking and contrastive losses.
     #[arg(long, default_value_t = 20.0)]
     scale: f32,
     /// Sentence pooling; default: the checkpoint's own (sentence-transformers config, else pooler, else cls).

@@ -56,6 +56,11 @@ fn check(kind: LossKind, pooling: Pooling) {
         let teacher = Encoder::<B>::load(&t, &dev).unwrap();
         loss::add_teacher_targets(&teacher, &mut batches, pooling);
     }
+    if kind == LossKind::Contrastive {
+        // the model's own unmasked vectors, as `importance --loss contrastive` does without --teacher
+        let own = Encoder::<B>::load(&model, &dev).unwrap();
+        loss::add_teacher_targets(&own, &mut batches, pooling);
+    }
     let spec = LossSpec {
         kind,
         scale: 20.0,
@@ -88,6 +93,13 @@ fn check(kind: LossKind, pooling: Pooling) {
         g.loss
     );
 
+    if kind == LossKind::Contrastive {
+        let largest = g.heads.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(
+            base > 0.01 && largest > 1e-4,
+            "loss {base}, largest head gradient {largest}"
+        );
+    }
     let eps = 1e-2f32;
     let mut worst = 0.0f64;
     for (l, &n) in heads.iter().enumerate() {
@@ -135,6 +147,12 @@ fn check(kind: LossKind, pooling: Pooling) {
 fn ranking_loss_gradients_match_finite_differences() {
     check(LossKind::Ranking, Pooling::Mean);
     check(LossKind::Ranking, Pooling::Pooler);
+}
+
+#[test]
+fn contrastive_loss_gradients_match_finite_differences() {
+    // against the model itself: the loss is positive and its gradients are not zero at ones masks
+    check(LossKind::Contrastive, Pooling::Mean);
 }
 
 #[test]

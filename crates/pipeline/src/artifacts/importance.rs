@@ -26,6 +26,11 @@ pub enum LossKind {
     Ranking,
     /// MSE of the pooled embeddings to a teacher checkpoint's (`--teacher`), e.g. re-scoring a pruned model.
     Teacher,
+    /// In-batch contrastive loss against the teacher's embeddings (`--teacher`, default: the model itself,
+    /// unmasked): each sentence's vector should be nearer its own teacher vector than the batch's other
+    /// sentences', in both languages. Not at its minimum when nothing is masked, and it asks nothing of
+    /// cross-lingual alignment, so it is meaningful for a monolingual teacher.
+    Contrastive,
 }
 
 /// How batch gradients are accumulated.
@@ -57,6 +62,7 @@ impl LossKind {
         match self {
             LossKind::Ranking => "ranking",
             LossKind::Teacher => "teacher",
+            LossKind::Contrastive => "contrastive",
         }
     }
 }
