@@ -26,8 +26,16 @@ fn parent_of(path: &Path) -> &Path {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let parent = parent_of(path);
     std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".sekator-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".sekator-");
+    // tempfile's default is owner-only (0600); published files get the usual 0666 & !umask, like any
+    // other file a user writes, so a model directory stays readable where it is deployed.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder
         .tempfile_in(parent)
         .map_err(|e| ModelError::io(parent, e))?;
     tmp.write_all(bytes)
@@ -121,5 +129,17 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["a.json"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_writes_get_the_permissions_of_a_plain_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, plain) = (dir.path().join("ours"), dir.path().join("plain"));
+        write_atomic(&ours, b"x").unwrap();
+        std::fs::write(&plain, b"x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ours), mode(&plain));
     }
 }
