@@ -54,6 +54,16 @@ fn train_losses(out: &std::path::Path) -> Vec<(usize, f32)> {
         .collect()
 }
 
+/// The run in `out` ended with the weights (within 1e-5) and the training-loss curve of the one in `full`.
+fn assert_same_run(full: &std::path::Path, out: &std::path::Path) {
+    let d = max_abs_diff(&full.join("final"), &out.join("final"));
+    assert!(
+        d <= 1e-5,
+        "resumed weights differ from the uninterrupted run by {d}"
+    );
+    assert_eq!(train_losses(full), train_losses(out));
+}
+
 #[test]
 fn stopped_and_resumed_run_equals_uninterrupted_run() {
     let fx = Fixture::new();
@@ -96,16 +106,7 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
     assert_eq!(second.steps_this_run, 8);
     assert!(second.finished);
 
-    let d = max_abs_diff(&fx.dir.path().join("full/final"), &cfg.out.join("final"));
-    assert!(
-        d <= 1e-5,
-        "resumed weights differ from the uninterrupted run by {d}"
-    );
-    // The loss curve is the same trajectory too (metrics after the checkpoint were rewritten).
-    assert_eq!(
-        train_losses(&fx.dir.path().join("full")),
-        train_losses(&cfg.out)
-    );
+    assert_same_run(&fx.dir.path().join("full"), &cfg.out);
     // Only the newest `keep_checkpoints` = 2 remain: steps 8 and 12.
     let kept: Vec<usize> = checkpoint::list(&cfg.out)
         .into_iter()
@@ -271,15 +272,7 @@ fn truncated_newest_checkpoint_is_skipped_and_the_previous_one_resumed() {
     assert_eq!(second.skipped_checkpoints, vec![8]);
     assert_eq!(second.steps_this_run, 8);
     assert!(second.finished);
-    let d = max_abs_diff(&fx.dir.path().join("full/final"), &cfg.out.join("final"));
-    assert!(
-        d <= 1e-5,
-        "resumed weights differ from the uninterrupted run by {d}"
-    );
-    assert_eq!(
-        train_losses(&fx.dir.path().join("full")),
-        train_losses(&cfg.out)
-    );
+    assert_same_run(&fx.dir.path().join("full"), &cfg.out);
     // The damaged checkpoint was set aside (kept for inspection, not counted among the kept ones) and
     // step 8 written again.
     assert!(checkpoint::checkpoints_dir(&cfg.out)
