@@ -138,8 +138,16 @@ fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Every file under `path` in a fixed order, Markdown left out.
+/// Every file under `path` in a fixed order, Markdown and Python caches left out.
 fn collect(path: &Path, out: &mut Vec<PathBuf>) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    // Python's byte-code caches appear beside `crates/model/python/` once anyone imports it
+    if name == "__pycache__" || name.ends_with(".pyc") {
+        return;
+    }
     if path.is_dir() {
         for e in sorted_entries(path) {
             collect(&e, out);
@@ -207,6 +215,7 @@ mod tests {
         assert!(watched.iter().all(|p| !p.ends_with("tests")));
         write(&a.join("README.md"), "a, longer\n");
         write(&a.join("tests/t.rs"), "// another test\n");
+        write(&a.join("src/__pycache__/m.cpython-312.pyc"), "cache");
         write(&t.path().join("crates/c/src/lib.rs"), "// c, changed\n");
         assert_eq!(before, fingerprint(&a).0);
     }
