@@ -49,6 +49,11 @@ pipeline config="configs/default.toml" *flags="": build
     {{bin}}/encodechka-eval --config {{config}} {{flags}}
     {{bin}}/report --config {{config}} {{flags}}
 
+# The study of cuts at one FLOPs target (configs/study.toml: plans x the same distillation budget, ~2 h on
+# 2 CPU cores); finished stages are skipped, so an interrupted study continues. `--only taylor,random`, `--dry-run`.
+study config="configs/study.toml" *flags="": build
+    {{bin}}/study --config {{config}} {{flags}}
+
 # One stage of a run (reruns only that stage; --force redoes it even when its manifest matches).
 importance config="configs/default.toml" *flags="": build
     {{bin}}/importance --config {{config}} {{flags}}

@@ -7,6 +7,7 @@
 //! too: they only read what the stages wrote.
 
 pub mod artifacts;
+pub mod comparison;
 pub mod config;
 pub mod lock;
 pub mod manifest;

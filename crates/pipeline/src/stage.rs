@@ -33,6 +33,14 @@ impl Stage {
         }
     }
 
+    /// The stage's binary (in the same target directory as every other stage's).
+    pub const fn binary(self) -> &'static str {
+        match self {
+            Stage::Eval => "encodechka-eval",
+            other => other.name(),
+        }
+    }
+
     /// The stage's directory in a run: surgery's output is the pruned model itself.
     pub const fn dir(self) -> &'static str {
         match self {

@@ -53,7 +53,7 @@ pub struct Row {
 }
 
 /// The report's row of a measured model from the eval stage's summary.
-fn row_of(m: &ModelSummary) -> Row {
+pub(crate) fn row_of(m: &ModelSummary) -> Row {
     Row {
         model: m.model.clone(),
         scores: TASKS.iter().map(|t| m.scores.get(*t).copied()).collect(),
