@@ -5,6 +5,8 @@
 //! Heads Really Better than One?"); it is accumulated over batches (`taylor`: sum of `|g_batch|`, `fisher`:
 //! sum of `g_batch²`) and normalised (`layer`: each layer's vector divided by its L2 norm, as in the paper;
 //! `global`; `none`). Only the masks require gradients: the model's parameters are frozen (`no_grad`).
+//! The baseline `magnitude` ([`magnitude`]) scores each unit by the L2 norm of its own weights instead:
+//! no data (unless `--validate` asks for the ablation check), no forward pass.
 //!
 //! Library entry point: [`score`] (load, sample, accumulate, optionally validate) returns [`Scores`], which
 //! [`Scores::write`] / [`Scores::read`] store in the directory layout that `surgery` reads. The lower-level
@@ -12,6 +14,7 @@
 //! for tests and for callers that already hold a model.
 
 pub mod loss;
+pub mod magnitude;
 pub mod scores;
 
 use std::path::{Path, PathBuf};
@@ -102,6 +105,11 @@ impl Default for ImportanceOptions {
 }
 
 impl ImportanceOptions {
+    /// Whether [`score`] reads the pairs: the gradient criteria always, `magnitude` only for `--validate`.
+    pub fn needs_data(&self) -> bool {
+        self.criterion != Criterion::Magnitude || self.validate > 0
+    }
+
     /// Rejects option combinations that cannot work, with the numbers.
     pub fn check(&self) -> Result<(), ImportanceError> {
         let bad = |m: String| Err(ImportanceError::Input(m));
@@ -155,6 +163,8 @@ pub struct Accumulated {
 
 /// Sums `|g|` (taylor) or `g²` (fisher) of the mask gradients over `batches`, in order, in f64.
 /// `progress` gets the number of pairs done after each batch.
+///
+/// Panics with `Criterion::Magnitude`, which takes no gradients ([`magnitude::magnitudes`]).
 pub fn accumulate<B: AutodiffBackend>(
     model: &BertModel<B>,
     batches: &[PreparedBatch],
@@ -163,11 +173,17 @@ pub fn accumulate<B: AutodiffBackend>(
     device: &B::Device,
     mut progress: impl FnMut(usize),
 ) -> Accumulated {
+    assert_ne!(
+        criterion,
+        Criterion::Magnitude,
+        "magnitude takes no gradients"
+    );
     let mut heads: Vec<Vec<f64>> = model.num_heads().iter().map(|&n| vec![0.0; n]).collect();
     let mut ffn: Vec<Vec<f64>> = model.ffn_sizes().iter().map(|&n| vec![0.0; n]).collect();
     let f = |g: f32| match criterion {
         Criterion::Taylor => (g as f64).abs(),
         Criterion::Fisher => (g as f64) * (g as f64),
+        Criterion::Magnitude => unreachable!(),
     };
     let t0 = Instant::now();
     let mut first = 0.0;
@@ -330,57 +346,22 @@ impl AutodiffTask for ScoreTask<'_> {
             LossKind::Contrastive => Some(o.teacher.as_deref().unwrap_or(self.model_dir)),
         };
         if let Some(tdir) = teacher_dir {
-            let teacher = Encoder::<B::InnerBackend>::load(tdir, &device)?;
-            if teacher.config.hidden_size != enc.config.hidden_size {
-                return Err(ImportanceError::Input(format!(
-                    "{}: teacher hidden size {} differs from the model's {}",
-                    tdir.display(),
-                    teacher.config.hidden_size,
-                    enc.config.hidden_size
-                )));
-            }
-            if pooling == Pooling::Pooler && !teacher.has_pooler() {
-                return Err(ImportanceError::Input(format!(
-                    "{}: teacher has no pooler weights",
-                    tdir.display()
-                )));
-            }
-            loss::add_teacher_targets(&teacher, &mut batches, pooling);
+            add_teacher::<B>(tdir, &enc, pooling, &mut batches, &device)?;
         }
 
-        let bar = progress_bar(o.progress, self.pairs.len() as u64, "pairs", "gradients");
-        let acc = accumulate(&enc.model, &batches, &spec, o.criterion, &device, |n| {
-            bar.set_position(n as u64)
-        });
-        bar.finish_and_clear();
-
-        let validation = if o.validate > 0 {
-            let t0 = Instant::now();
-            let chosen = sample_heads(&enc.config, o.validate, o.seed);
-            // (layer, original head) -> current index in that layer
-            let current: Vec<(usize, usize)> = chosen
-                .iter()
-                .map(|&(l, h)| {
-                    (
-                        l,
-                        enc.config
-                            .kept_heads(l)
-                            .iter()
-                            .position(|&k| k == h)
-                            .expect("kept head"),
-                    )
-                })
-                .collect();
-            let inner = enc.model.valid();
-            let bar = progress_bar(o.progress, current.len() as u64, "heads", "validate");
-            let (base, inc) = validate_heads(&inner, &batches, &spec, &current, &device, |n| {
+        // magnitude reads the data only for --validate: no gradient pass
+        let acc = if o.criterion == Criterion::Magnitude {
+            magnitude_acc(self.model_dir, &enc.config)?
+        } else {
+            let bar = progress_bar(o.progress, self.pairs.len() as u64, "pairs", "gradients");
+            let acc = accumulate(&enc.model, &batches, &spec, o.criterion, &device, |n| {
                 bar.set_position(n as u64)
             });
             bar.finish_and_clear();
-            Some((base, chosen, inc, t0.elapsed().as_secs_f64()))
-        } else {
-            None
+            acc
         };
+        let validation = (o.validate > 0)
+            .then(|| run_validation(&enc.model.valid(), &enc.config, &batches, &spec, o, &device));
         Ok(TaskOutput {
             config: enc.config.clone(),
             pooling,
@@ -390,22 +371,109 @@ impl AutodiffTask for ScoreTask<'_> {
     }
 }
 
-/// Scores every head and FFN neuron of the checkpoint in `model_dir` (see the crate docs).
-///
-/// Errors: unreadable checkpoint or data, fewer sampled pairs than one batch, inconsistent options.
-/// The same inputs give bit-identical scores.
-pub fn score(
+/// Loads the teacher in `tdir` and stores its vectors of every batch as the loss targets.
+fn add_teacher<B: AutodiffBackend>(
+    tdir: &Path,
+    enc: &Encoder<B>,
+    pooling: Pooling,
+    batches: &mut [PreparedBatch],
+    device: &B::Device,
+) -> Result<(), ImportanceError> {
+    let teacher = Encoder::<B::InnerBackend>::load(tdir, device)?;
+    if teacher.config.hidden_size != enc.config.hidden_size {
+        return Err(ImportanceError::Input(format!(
+            "{}: teacher hidden size {} differs from the model's {}",
+            tdir.display(),
+            teacher.config.hidden_size,
+            enc.config.hidden_size
+        )));
+    }
+    if pooling == Pooling::Pooler && !teacher.has_pooler() {
+        return Err(ImportanceError::Input(format!(
+            "{}: teacher has no pooler weights",
+            tdir.display()
+        )));
+    }
+    loss::add_teacher_targets(&teacher, batches, pooling);
+    Ok(())
+}
+
+/// The `--validate` ablation check on `opts.validate` seeded heads (forward passes only).
+fn run_validation<B: Backend>(
+    model: &BertModel<B>,
+    cfg: &BertConfig,
+    batches: &[PreparedBatch],
+    spec: &LossSpec,
+    opts: &ImportanceOptions,
+    device: &B::Device,
+) -> ValidationOutput {
+    let t0 = Instant::now();
+    let chosen = sample_heads(cfg, opts.validate, opts.seed);
+    // (layer, original head) -> current index in that layer
+    let current: Vec<(usize, usize)> = chosen
+        .iter()
+        .map(|&(l, h)| {
+            let kept = cfg.kept_heads(l);
+            (l, kept.iter().position(|&k| k == h).expect("kept head"))
+        })
+        .collect();
+    let bar = progress_bar(opts.progress, current.len() as u64, "heads", "validate");
+    let (base, inc) = validate_heads(model, batches, spec, &current, device, |n| {
+        bar.set_position(n as u64)
+    });
+    bar.finish_and_clear();
+    (base, chosen, inc, t0.elapsed().as_secs_f64())
+}
+
+/// [`magnitude::magnitudes`] as an [`Accumulated`] of no batches: there is no loss, and no pass to time.
+fn magnitude_acc(model_dir: &Path, cfg: &BertConfig) -> Result<Accumulated, ImportanceError> {
+    let (heads, ffn) = magnitude::magnitudes(model_dir, cfg)?;
+    Ok(Accumulated {
+        heads,
+        ffn,
+        mean_loss: 0.0,
+        batches: 0,
+        seconds: 0.0,
+        first_batch_seconds: 0.0,
+    })
+}
+
+/// `magnitude` without `--validate`: the weights alone, read on the host (no backend, no data).
+fn magnitude_only(
     model_dir: &Path,
     opts: &ImportanceOptions,
-    device: DeviceKind,
-) -> Result<Scores, ImportanceError> {
-    let t0 = Instant::now();
-    opts.check()?;
-    sekator_model::read_config(model_dir)?;
-    let ckpt_hash = checkpoint_hash(model_dir)?;
-    let teacher_hash = opts.teacher.as_deref().map(checkpoint_hash).transpose()?;
+) -> Result<TaskOutput, ImportanceError> {
+    let config = sekator_model::read_config(model_dir)?;
+    Ok(TaskOutput {
+        pooling: resolve_pooling(model_dir, opts.pooling)?,
+        acc: magnitude_acc(model_dir, &config)?,
+        config,
+        validation: None,
+    })
+}
+
+/// The pooling [`score`] records: `pooling` if given, else the checkpoint's default as [`Encoder::load`]
+/// picks it (without loading the model).
+fn resolve_pooling(model_dir: &Path, pooling: Option<Pooling>) -> Result<Pooling, ModelError> {
+    if let Some(p) = pooling {
+        return Ok(p);
+    }
+    let has_pooler = sekator_model::SafetensorsWeights::open_dir(model_dir)?
+        .shape("pooler.dense.weight")
+        .is_some();
+    Ok(sekator_model::pooling::default_pooling(model_dir, has_pooler).0)
+}
+
+/// The pairs [`score`] uses: a seeded sample cut to whole batches, with the file's hash and bad lines.
+struct Sample {
+    pairs: Vec<sekator_pipeline::Pair>,
+    hash: String,
+    skipped: usize,
+}
+
+fn sample_pairs(opts: &ImportanceOptions) -> Result<Sample, ImportanceError> {
     let data = sekator_pipeline::PairData::read(&opts.data)?;
-    let data_hash = file_hash(&opts.data)?;
+    let hash = file_hash(&opts.data)?;
     let mut pairs = data.sample(opts.samples, opts.seed);
     let n_batches = pairs.len() / opts.batch_size;
     if n_batches == 0 {
@@ -427,72 +495,119 @@ pub fn score(
         );
     }
     pairs.truncate(n_batches * opts.batch_size);
-    let samples = pairs.len();
-    let device_name = backend::describe(device);
+    Ok(Sample {
+        pairs,
+        hash,
+        skipped: data.skipped,
+    })
+}
 
-    let out = backend::run_autodiff(
-        device,
-        ScoreTask {
-            model_dir,
-            opts,
-            pairs,
-        },
-    )??;
-    let cfg = &out.config;
+/// Normalised scores in original head index space (pruned heads 0, not present), plus the raw head
+/// scores in the same space for `--validate`.
+struct Placed {
+    heads: Vec<Vec<f32>>,
+    head_present: Vec<Vec<bool>>,
+    heads_raw: Vec<Vec<f64>>,
+    ffn: Vec<Vec<f32>>,
+}
 
-    let mut heads_raw = out.acc.heads.clone();
-    let mut ffn_raw = out.acc.ffn.clone();
-    let heads_cur_raw = heads_raw.clone();
-    scores::normalize(&mut heads_raw, opts.normalize);
-    scores::normalize(&mut ffn_raw, opts.normalize);
-
-    // current head order -> original index space
-    let nh = cfg.num_attention_heads;
-    let mut heads = vec![vec![0.0f32; nh]; cfg.num_hidden_layers];
-    let mut head_present = vec![vec![false; nh]; cfg.num_hidden_layers];
-    let mut raw_orig = vec![vec![0.0f64; nh]; cfg.num_hidden_layers];
-    for l in 0..cfg.num_hidden_layers {
+fn place(cfg: &BertConfig, acc: &Accumulated, how: Normalize) -> Placed {
+    let mut heads_norm = acc.heads.clone();
+    let mut ffn_norm = acc.ffn.clone();
+    scores::normalize(&mut heads_norm, how);
+    scores::normalize(&mut ffn_norm, how);
+    let (layers, nh) = (cfg.num_hidden_layers, cfg.num_attention_heads);
+    let mut p = Placed {
+        heads: vec![vec![0.0; nh]; layers],
+        head_present: vec![vec![false; nh]; layers],
+        heads_raw: vec![vec![0.0; nh]; layers],
+        ffn: ffn_norm
+            .iter()
+            .map(|v| v.iter().map(|&x| x as f32).collect())
+            .collect(),
+    };
+    for (l, (norm, raw)) in heads_norm.iter().zip(&acc.heads).enumerate() {
         for (i, h) in cfg.kept_heads(l).into_iter().enumerate() {
-            heads[l][h] = heads_raw[l][i] as f32;
-            head_present[l][h] = true;
-            raw_orig[l][h] = heads_cur_raw[l][i];
+            p.heads[l][h] = norm[i] as f32;
+            p.head_present[l][h] = true;
+            p.heads_raw[l][h] = raw[i];
         }
     }
-    let ffn: Vec<Vec<f32>> = ffn_raw
-        .iter()
-        .map(|v| v.iter().map(|&x| x as f32).collect())
-        .collect();
+    p
+}
 
-    let validate = out.validation.map(|(base, chosen, inc, secs)| {
-        let hv: Vec<ValidatedHead> = chosen
-            .iter()
-            .zip(&inc)
-            .map(|(&(l, h), &d)| ValidatedHead {
-                layer: l,
-                head: h,
-                score: heads[l][h] as f64,
-                raw_score: raw_orig[l][h],
-                loss_increase: d,
-            })
-            .collect();
-        let s: Vec<f64> = hv.iter().map(|v| v.score).collect();
-        let r: Vec<f64> = hv.iter().map(|v| v.raw_score).collect();
-        Validation {
-            k: opts.validate,
-            base_loss: base,
-            spearman: spearman(&s, &inc),
-            spearman_raw: spearman(&r, &inc),
-            heads: hv,
-            seconds: secs,
+/// The `--validate` record: each sampled head's written and raw score beside its loss increase.
+fn validation_record(v: ValidationOutput, placed: &Placed, k: usize) -> Validation {
+    let (base, chosen, inc, secs) = v;
+    let heads: Vec<ValidatedHead> = chosen
+        .iter()
+        .zip(&inc)
+        .map(|(&(l, h), &d)| ValidatedHead {
+            layer: l,
+            head: h,
+            score: placed.heads[l][h] as f64,
+            raw_score: placed.heads_raw[l][h],
+            loss_increase: d,
+        })
+        .collect();
+    let s: Vec<f64> = heads.iter().map(|v| v.score).collect();
+    let r: Vec<f64> = heads.iter().map(|v| v.raw_score).collect();
+    Validation {
+        k,
+        base_loss: base,
+        spearman: spearman(&s, &inc),
+        spearman_raw: spearman(&r, &inc),
+        heads,
+        seconds: secs,
+    }
+}
+
+/// Scores every head and FFN neuron of the checkpoint in `model_dir` (see the crate docs).
+///
+/// Errors: unreadable checkpoint or data, fewer sampled pairs than one batch, inconsistent options.
+/// The same inputs give bit-identical scores. `magnitude` reads data only for `--validate`.
+pub fn score(
+    model_dir: &Path,
+    opts: &ImportanceOptions,
+    device: DeviceKind,
+) -> Result<Scores, ImportanceError> {
+    let t0 = Instant::now();
+    opts.check()?;
+    sekator_model::read_config(model_dir)?;
+    let ckpt_hash = checkpoint_hash(model_dir)?;
+    let teacher_hash = opts.teacher.as_deref().map(checkpoint_hash).transpose()?;
+    let mut sample = opts.needs_data().then(|| sample_pairs(opts)).transpose()?;
+    let samples = sample.as_ref().map_or(0, |s| s.pairs.len());
+    let (out, device_name) = match sample.as_mut() {
+        Some(s) => {
+            let pairs = std::mem::take(&mut s.pairs);
+            let task = ScoreTask {
+                model_dir,
+                opts,
+                pairs,
+            };
+            (
+                backend::run_autodiff(device, task)??,
+                backend::describe(device),
+            )
         }
-    });
+        None => (magnitude_only(model_dir, opts)?, "none".to_string()),
+    };
+    let cfg = &out.config;
+    let placed = place(cfg, &out.acc, opts.normalize);
+    let validate = out
+        .validation
+        .map(|v| validation_record(v, &placed, opts.validate));
 
     let acc = &out.acc;
     let meta = ImportanceMeta {
         checkpoint: model_dir.display().to_string(),
         checkpoint_hash: ckpt_hash,
-        data: opts.data.display().to_string(),
-        data_hash,
+        data: match sample {
+            Some(_) => opts.data.display().to_string(),
+            None => String::new(),
+        },
+        data_hash: sample.as_ref().map(|s| s.hash.clone()).unwrap_or_default(),
         teacher: opts.teacher.as_ref().map(|t| t.display().to_string()),
         teacher_hash,
         loss: opts.loss,
@@ -503,17 +618,21 @@ pub fn score(
         samples,
         samples_requested: opts.samples,
         batch_size: opts.batch_size,
-        batches: acc.batches,
+        batches: samples / opts.batch_size,
         max_length: opts.max_length,
         seed: opts.seed,
-        skipped_lines: data.skipped,
+        skipped_lines: sample.as_ref().map_or(0, |s| s.skipped),
         num_hidden_layers: cfg.num_hidden_layers,
-        num_attention_heads: nh,
+        num_attention_heads: cfg.num_attention_heads,
         ffn_sizes: cfg.ffn_sizes(),
         mean_loss: acc.mean_loss,
         seconds: t0.elapsed().as_secs_f64(),
         grad_seconds: acc.seconds,
-        pairs_per_s: samples as f64 / acc.seconds.max(1e-9),
+        // no gradient pass (magnitude): no throughput to report
+        pairs_per_s: match acc.batches {
+            0 => 0.0,
+            _ => samples as f64 / acc.seconds.max(1e-9),
+        },
         pairs_per_s_after_first: (acc.batches > 1).then(|| {
             (samples - samples / acc.batches) as f64
                 / (acc.seconds - acc.first_batch_seconds).max(1e-9)
@@ -522,29 +641,21 @@ pub fn score(
         validate,
     };
     Ok(Scores {
-        heads,
-        head_present,
-        ffn,
+        heads: placed.heads,
+        head_present: placed.head_present,
+        ffn: placed.ffn,
         meta,
     })
 }
 
 /// The manifest a run with these inputs would write, for skipping up-to-date work; `None` when an input
-/// cannot be hashed (the run itself will report it). The pooling is resolved as [`score`] resolves it.
+/// cannot be hashed (the run itself will report it). The pooling is resolved as [`score`] resolves it, and
+/// the data counts only where [`score`] reads it.
 pub fn expected_manifest(
     model_dir: &Path,
     opts: &ImportanceOptions,
 ) -> Option<sekator_pipeline::Manifest> {
-    let pooling = match opts.pooling {
-        Some(p) => p,
-        None => {
-            let has_pooler = sekator_model::SafetensorsWeights::open_dir(model_dir)
-                .ok()?
-                .shape("pooler.dense.weight")
-                .is_some();
-            sekator_model::pooling::default_pooling(model_dir, has_pooler).0
-        }
-    };
+    let pooling = resolve_pooling(model_dir, opts.pooling).ok()?;
     let settings = serde_json::json!({
         "loss": opts.loss, "scale": opts.scale, "pooling": pooling, "criterion": opts.criterion,
         "normalize": opts.normalize, "samples": opts.samples, "batch_size": opts.batch_size,
@@ -552,7 +663,9 @@ pub fn expected_manifest(
     });
     let mut inputs = std::collections::BTreeMap::new();
     inputs.insert("checkpoint".to_string(), checkpoint_hash(model_dir).ok()?);
-    inputs.insert("data".to_string(), file_hash(&opts.data).ok()?);
+    if opts.needs_data() {
+        inputs.insert("data".to_string(), file_hash(&opts.data).ok()?);
+    }
     if let Some(t) = &opts.teacher {
         inputs.insert("teacher".to_string(), checkpoint_hash(t).ok()?);
     }

@@ -15,7 +15,8 @@ use sekator_pipeline::{flag, freshness, lock_stage, parse_stage_args, Stage};
 ///
 /// Each head and FFN neuron is multiplied by a mask ξ = 1; the first-order Taylor estimate of the loss
 /// change when a unit is removed is |dL/dξ| (Michel et al. 2019). Gradients are accumulated over seeded
-/// batches of en-ru pairs and normalised, then written to OUT:
+/// batches of en-ru pairs and normalised. The baseline `--criterion magnitude` scores each unit by the L2
+/// norm of its own weights instead (no data, no forward pass). The scores are written to OUT:
 ///
 ///   importance.safetensors  `heads` [layers, heads] (original head indices, pruned heads 0) and
 ///                           `head_present`, `ffn.{l}` [FFN width of layer l] (current neuron order)
@@ -38,7 +39,8 @@ struct Args {
     /// Output directory (created; files in it are replaced).
     #[arg(long)]
     out: PathBuf,
-    /// TSV of en<TAB>ru pairs (header `en<TAB>ru` optional; malformed lines are skipped and counted).
+    /// TSV of en<TAB>ru pairs (header `en<TAB>ru` optional; malformed lines are skipped and counted); not
+    /// read by `--criterion magnitude` without --validate.
     #[arg(long, default_value = "data/en-ru/pairs.tsv")]
     data: PathBuf,
     /// Loss whose gradient is taken.
@@ -54,7 +56,9 @@ struct Args {
     /// Sentence pooling; default: the checkpoint's own (sentence-transformers config, else pooler, else cls).
     #[arg(long, value_enum)]
     pooling: Option<Pooling>,
-    /// Accumulation: taylor = sum of |batch gradient|, fisher = sum of squared batch gradients.
+    /// Score: taylor = sum of |batch gradient|, fisher = sum of squared batch gradients, magnitude = L2
+    /// norm of the unit's own weights (head: its Q/K/V rows and biases and attention-output columns; FFN
+    /// neuron: its intermediate row and bias and output column), a baseline that needs no data or gradients.
     #[arg(long, value_enum, default_value_t = Criterion::Taylor)]
     criterion: Criterion,
     /// Normalisation: layer = L2 per layer (heads and FFN separately), global = one L2 norm, none = raw.
@@ -114,19 +118,27 @@ fn run(a: Args) -> Result<()> {
         .with_context(|| format!("writing {}", a.out.display()))?;
 
     let m = &scores.meta;
-    println!(
-        "{}: {} pairs ({} batches of {}, max_length {}), loss {} mean {:.4}, {:.1} pairs/s on {}, {:.1} s",
-        a.out.display(),
-        m.samples,
-        m.batches,
-        m.batch_size,
-        m.max_length,
-        m.loss.name(),
-        m.mean_loss,
-        m.pairs_per_s,
-        m.device,
-        m.seconds
-    );
+    if m.criterion == Criterion::Magnitude {
+        println!(
+            "{}: weight magnitudes (no gradient pass), {:.1} s",
+            a.out.display(),
+            m.seconds
+        );
+    } else {
+        println!(
+            "{}: {} pairs ({} batches of {}, max_length {}), loss {} mean {:.4}, {:.1} pairs/s on {}, {:.1} s",
+            a.out.display(),
+            m.samples,
+            m.batches,
+            m.batch_size,
+            m.max_length,
+            m.loss.name(),
+            m.mean_loss,
+            m.pairs_per_s,
+            m.device,
+            m.seconds
+        );
+    }
     let top: Vec<String> = scores
         .ranked_heads()
         .iter()

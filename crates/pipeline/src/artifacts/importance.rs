@@ -33,7 +33,7 @@ pub enum LossKind {
     Contrastive,
 }
 
-/// How batch gradients are accumulated.
+/// How a unit's score is computed: accumulated batch gradients of its mask, or its weights alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Criterion {
@@ -42,6 +42,10 @@ pub enum Criterion {
     Taylor,
     /// Sum over batches of (dL/dξ)² (empirical Fisher).
     Fisher,
+    /// L2 norm of the unit's own weights (a head's query/key/value rows and biases and its columns of the
+    /// attention output projection; an FFN neuron's intermediate row and bias and its output column): the
+    /// data-free baseline the gradient criteria are compared against. Needs no data and no gradients.
+    Magnitude,
 }
 
 /// How accumulated scores are normalised before they are written.
@@ -71,6 +75,7 @@ impl Criterion {
         match self {
             Criterion::Taylor => "taylor",
             Criterion::Fisher => "fisher",
+            Criterion::Magnitude => "magnitude",
         }
     }
 }
@@ -117,7 +122,9 @@ pub struct Validation {
 pub struct ImportanceMeta {
     pub checkpoint: String,
     pub checkpoint_hash: String,
+    /// The pairs file; empty when none was read (`magnitude` without `--validate`).
     pub data: String,
+    /// Its hash; empty when none was read.
     pub data_hash: String,
     #[serde(default)]
     pub teacher: Option<String>,
@@ -129,7 +136,8 @@ pub struct ImportanceMeta {
     pub pooling: Pooling,
     pub criterion: Criterion,
     pub normalize: Normalize,
-    /// Pairs that contributed (whole batches only).
+    /// Pairs that contributed (whole batches only): to the gradients, or for `magnitude` to `--validate`
+    /// alone (0 without it).
     pub samples: usize,
     /// `--samples` as requested.
     pub samples_requested: usize,
@@ -142,7 +150,8 @@ pub struct ImportanceMeta {
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
     pub ffn_sizes: Vec<usize>,
-    /// Mean loss of the unmasked model over the batches (from the gradient pass).
+    /// Mean loss of the unmasked model over the batches (from the gradient pass). `magnitude` makes no
+    /// such pass: this, `grad_seconds` and `pairs_per_s` are 0 and `pairs_per_s_after_first` is null.
     pub mean_loss: f64,
     /// Total wall-clock seconds (loading, data, gradients, validation).
     pub seconds: f64,
@@ -152,6 +161,7 @@ pub struct ImportanceMeta {
     pub pairs_per_s: f64,
     /// The same without the first (warm-up) batch; `null` with a single batch.
     pub pairs_per_s_after_first: Option<f64>,
+    /// The compute device; `none` when no model was run (`magnitude` without `--validate`).
     pub device: String,
     pub validate: Option<Validation>,
 }
@@ -204,7 +214,10 @@ impl ImportanceMeta {
     pub fn inputs(&self) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         m.insert("checkpoint".into(), self.checkpoint_hash.clone());
-        m.insert("data".into(), self.data_hash.clone());
+        // scores that read no data do not depend on it
+        if !self.data_hash.is_empty() {
+            m.insert("data".into(), self.data_hash.clone());
+        }
         if let Some(t) = &self.teacher_hash {
             m.insert("teacher".into(), t.clone());
         }
