@@ -161,15 +161,13 @@ impl StudyConfig {
         self.base.run.runs_dir.join("encodechka-cache")
     }
 
-    /// The study's runs in order: every plan, then the first plan again per extra seed. Each config is
+    /// The study's runs in order: the first plan, again per extra seed (the noise every comparison needs),
+    /// then the other plans. Each config is
     /// written to [`configs_dir`](Self::configs_dir) (replaced only when its text changed) and parsed back,
     /// so a bad key fails here with the generated file named.
     pub fn runs(&self) -> Result<Vec<PlanRun>, ModelError> {
         let base_seed = self.distill_seed(&self.plans[0]);
-        let mut out = vec![];
-        for p in &self.plans {
-            out.push(self.run_of(p, &p.name, None)?);
-        }
+        let mut out = vec![self.run_of(&self.plans[0], &self.plans[0].name, None)?];
         for &s in &self.study.seeds {
             if s == base_seed {
                 return Err(config_err(
@@ -179,6 +177,9 @@ impl StudyConfig {
             }
             let p = &self.plans[0];
             out.push(self.run_of(p, &format!("{}-seed{s}", p.name), Some(s))?);
+        }
+        for p in &self.plans[1..] {
+            out.push(self.run_of(p, &p.name, None)?);
         }
         Ok(out)
     }
@@ -337,8 +338,8 @@ mod tests {
         let s = study(d.path(), PLANS).unwrap();
         let runs = s.runs().unwrap();
         let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["a", "layers", "a-seed7"]);
-        assert_eq!(runs.iter().map(|r| r.seed).collect::<Vec<_>>(), [42, 42, 7]);
+        assert_eq!(names, ["a", "a-seed7", "layers"]);
+        assert_eq!(runs.iter().map(|r| r.seed).collect::<Vec<_>>(), [42, 7, 42]);
         let a = &runs[0].config;
         assert_eq!(a.run_dir(), d.path().join("runs/s/a"));
         let sur = a.section_json("surgery");
@@ -353,14 +354,14 @@ mod tests {
             (dist["steps"].clone(), dist["lr"].clone()),
             (4.into(), 1e-4.into())
         );
-        let l = &runs[1].config;
+        let l = &runs[2].config;
         assert_eq!(l.section_json("importance")["samples"], 32);
         assert_eq!(l.section_json("distill")["lr"], 2e-4);
         assert_eq!(
             l.section_json("surgery"),
             serde_json::json!({"keep_layers": [0], "no_onnx": true, "bench_texts": 8})
         );
-        assert_eq!(runs[2].config.section_json("distill")["seed"], 7);
+        assert_eq!(runs[1].config.section_json("distill")["seed"], 7);
         assert!(d.path().join("runs/s/configs/a-seed7.toml").is_file());
     }
 

@@ -12,7 +12,7 @@ use polars::prelude::*;
 
 use super::plans::{PlanRun, StudyConfig};
 use crate::artifacts::distill::DistillSummary;
-use crate::artifacts::eval::EvalSummary;
+use crate::artifacts::eval::{EvalSummary, EVAL_SUMMARY_FILE};
 use crate::artifacts::size::Report as SizeFile;
 use crate::report::study::{row_of, Row};
 use crate::tables::{self, TASKS};
@@ -60,6 +60,8 @@ pub struct StudyReport {
     pub teacher: Measured,
     pub runs: Vec<Measured>,
     pub plans: Vec<PlanStats>,
+    /// Runs not evaluated yet (the report of an unfinished study leaves them out and names them).
+    pub pending: Vec<String>,
 }
 
 fn json_number(path: &Path, pointer: &str) -> Option<f64> {
@@ -174,10 +176,15 @@ fn plan_stats(plan: &str, about: &str, runs: &[&Measured]) -> PlanStats {
 
 /// Reads every run of the study; a run whose files are missing is an error naming the file.
 pub fn gather(study: &StudyConfig, runs: &[PlanRun]) -> Result<StudyReport> {
-    let measured: Vec<Measured> = runs
-        .iter()
-        .map(|r| measure(r).with_context(|| format!("study run `{}`", r.name)))
-        .collect::<Result<_>>()?;
+    let (mut measured, mut pending) = (vec![], vec![]);
+    for r in runs {
+        let summary = r.config.stage_dir(Stage::Eval).join(EVAL_SUMMARY_FILE);
+        if summary.is_file() {
+            measured.push(measure(r).with_context(|| format!("study run `{}`", r.name))?);
+        } else {
+            pending.push(r.name.clone());
+        }
+    }
     let teacher = measure_teacher(study, &runs[0])?;
     let mut plans = vec![plan_stats(TEACHER, "the teacher itself", &[&teacher])];
     for p in &study.plans {
@@ -190,6 +197,7 @@ pub fn gather(study: &StudyConfig, runs: &[PlanRun]) -> Result<StudyReport> {
         teacher,
         runs: measured,
         plans,
+        pending,
     })
 }
 
@@ -227,7 +235,7 @@ impl StudyReport {
         );
         s.push_str(&format!("|:---|---:|{}\n", "---:|".repeat(TASKS.len() + 9)));
         let t = self.teacher_mean_s();
-        for p in &self.plans {
+        for p in self.plans.iter().filter(|p| p.runs > 0) {
             let scores: Vec<String> = (0..TASKS.len() + 2)
                 .map(|k| cell(p.mean[k], p.sd[k]))
                 .collect();
@@ -258,7 +266,7 @@ impl StudyReport {
         let mut s = format!("| plan | {} | Mean S |\n", TASKS.join(" | "));
         s.push_str(&format!("|:---|{}\n", "---:|".repeat(TASKS.len() + 1)));
         let t = &self.plans[0].mean;
-        for p in &self.plans[1..] {
+        for p in self.plans[1..].iter().filter(|p| p.runs > 0) {
             let d: Vec<String> = (0..=TASKS.len())
                 .map(|k| match (p.mean[k], t[k]) {
                     (Some(x), Some(b)) => format!("{:+.1}", 100.0 * (x - b)),
@@ -314,6 +322,12 @@ its seeds). A difference between plans of less than about 2 SD is within the noi
                 p.plan, p.runs
             )),
             None => s.push_str("Noise: no plan was distilled with more than one seed ([study] seeds).\n\n"),
+        }
+        if !self.pending.is_empty() {
+            s.push_str(&format!(
+                "**Unfinished:** not evaluated yet: {} (`just study` continues where it stopped).\n\n",
+                self.pending.join(", ")
+            ));
         }
         s.push_str(&self.main_table());
         s.push_str("\nScores: encodechka tasks; Mean S over the 8 sentence tasks, Mean S+W over all 10. CPU ms/text: one \
@@ -464,9 +478,11 @@ mod tests {
             teacher: t,
             runs: vec![a[0].clone(), a[1].clone(), b],
             plans,
+            pending: vec!["c".into()],
         };
         let md = r.markdown();
         assert!(md.contains("0.480 ± 0.014"), "{md}");
+        assert!(md.contains("not evaluated yet: c"), "{md}");
         assert!(md.contains("| a | 2 |"), "{md}");
         assert!(md.contains("-4.0%"), "{md}");
         // b is 0.04 below a: -2.8 SD
