@@ -51,6 +51,11 @@ pub struct SurgeryWork {
     /// Keep only these layers (ascending, comma-separated), after any head/FFN cuts: layer dropping.
     #[arg(long, value_name = "L,L,...", value_delimiter = ',')]
     pub keep_layers: Option<Vec<usize>>,
+    /// Random control plan: build the plan from the importance scores as usual (the same number of heads
+    /// and FFN neurons removed in every layer), then choose WHICH go in each layer by a uniform random draw
+    /// (seeded) among the units present; tells whether importance matters. Not with --steps K > 1.
+    #[arg(long, value_name = "SEED", requires = "importance")]
+    pub random: Option<u64>,
     /// Reach the target in K equal steps, re-scoring importance on the partly pruned model in between.
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub steps: usize,
@@ -161,7 +166,11 @@ mod tests {
             (sur.heads_ratio(), sur.ffn_ratio, sur.steps),
             (0.5, 0.25, 4)
         );
+        assert_eq!(sur.random, None);
         let ev: EvalWork = parse_work(&c, "eval", &[]).unwrap();
         assert!(ev.tasks.is_empty() && !ev.no_speed);
+        let (_d, c) = rc("[surgery]\nrandom = 7\n");
+        let sur: SurgeryWork = parse_work(&c, "surgery", &["importance"]).unwrap();
+        assert_eq!(sur.random, Some(7));
     }
 }

@@ -179,6 +179,7 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
     inputs.insert("model".to_string(), model_hash.clone());
     let (first_plan, rule, targets) = match &opts.source {
         PlanSource::Importance { dir, rule } => {
+            rule.check_steps(steps)?;
             let imp = importance::read(dir, &cfg)?;
             importance::check_hash(&imp, &opts.model, opts.force)?;
             inputs.insert("importance".into(), file_hash(&imp.scores_path)?);

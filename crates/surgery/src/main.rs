@@ -26,6 +26,9 @@ PLANS
     --heads-per-layer N  instead: keep the N most important heads in every layer
     --ffn-ratio R        remove the fraction R of FFN neurons, least important across layers (default 0)
     --ffn-uniform        take the fraction R of every layer's neurons instead
+    --random SEED        the control plan: remove exactly as many heads and neurons per layer as the rules
+                         above, but WHICH ones by a seeded uniform choice among those present (not with
+                         --steps K > 1); does importance beat chance?
   Every layer keeps at least --min-heads heads and --min-ffn neurons; an explicit plan that would leave less
   is refused with the layer named. Whole layers go with --keep-layers (the layer-dropping baseline).
 
@@ -132,6 +135,7 @@ fn options(a: &Args) -> Result<Options> {
                     min_heads: a.min_heads,
                     min_ffn: a.min_ffn,
                 },
+                random: a.work.random,
             },
         },
         (None, Some(p)) => PlanSource::File(p.clone()),
@@ -143,6 +147,10 @@ fn options(a: &Args) -> Result<Options> {
     };
     if a.work.steps == 0 {
         bail!("--steps must be at least 1");
+    }
+    if let PlanSource::Importance { rule, .. } = &source {
+        // before the re-scorer reads anything
+        rule.check_steps(a.work.steps)?;
     }
     Ok(Options {
         model: a.model.clone(),

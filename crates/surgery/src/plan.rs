@@ -17,6 +17,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use sekator_model::rng::SplitMix64;
 use sekator_model::BertConfig;
 
 use crate::error::SurgeryError;
@@ -224,6 +225,10 @@ pub struct Rule {
     /// Take `ffn_ratio` of every layer's neurons instead of the globally least important.
     pub ffn_uniform: bool,
     pub limits: Limits,
+    /// The random control: remove as many units per layer as the rule above, but WHICH ones is a uniform
+    /// choice seeded by this value, so a study can tell whether the scores matter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random: Option<u64>,
 }
 
 impl Default for Rule {
@@ -234,6 +239,7 @@ impl Default for Rule {
             ffn_ratio: 0.0,
             ffn_uniform: false,
             limits: Limits::default(),
+            random: None,
         }
     }
 }
@@ -326,6 +332,18 @@ impl Rule {
         Ok(())
     }
 
+    /// Refuses `--random` with `--steps K > 1`: a random plan ignores the scores, so re-scoring between
+    /// steps would decide nothing and only cost passes.
+    pub fn check_steps(&self, steps: usize) -> Result<(), SurgeryError> {
+        if self.random.is_some() && steps > 1 {
+            return Err(SurgeryError::Plan(format!(
+                "--random cannot be combined with --steps {steps}: a random plan ignores the scores, so there \
+                 is nothing to re-score (use --steps 1)"
+            )));
+        }
+        Ok(())
+    }
+
     /// How many heads and neurons this rule removes from a model with these scores.
     pub fn targets(&self, scores: &Scores) -> Result<Targets, SurgeryError> {
         self.validate()?;
@@ -387,8 +405,18 @@ impl Rule {
             .enumerate()
             .flat_map(|(l, v)| v.iter().map(move |&(u, s)| (l, u, s)))
             .collect();
-        let heads = select(hc, &hp, &targets.heads, lim.min_heads.max(1));
-        let ffn = select(fc, &fp, &targets.ffn, lim.min_ffn.max(1));
+        let mut heads = select(hc, &hp, &targets.heads, lim.min_heads.max(1));
+        let mut ffn = select(fc, &fp, &targets.ffn, lim.min_ffn.max(1));
+        if let Some(seed) = self.random {
+            let mut rng = SplitMix64::new(seed);
+            heads = redraw(&heads, &present_heads(scores), &mut rng);
+            let present_ffn: Vec<Vec<usize>> = scores
+                .ffn
+                .iter()
+                .map(|v| v.iter().map(|p| p.0).collect())
+                .collect();
+            ffn = redraw(&ffn, &present_ffn, &mut rng);
+        }
         Resolved {
             heads,
             ffn,
@@ -396,6 +424,31 @@ impl Rule {
         }
         .to_plan()
     }
+}
+
+/// Original indices of the heads present in every layer (those with a score).
+fn present_heads(scores: &Scores) -> Vec<Vec<usize>> {
+    scores
+        .heads
+        .iter()
+        .map(|v| (0..v.len()).filter(|&h| v[h].is_some()).collect())
+        .collect()
+}
+
+/// As many units per layer as `chosen` holds, drawn uniformly from `present` instead: the counts, and so
+/// the limits, stay those of the importance plan; only which units go changes.
+fn redraw(chosen: &[Vec<usize>], present: &[Vec<usize>], rng: &mut SplitMix64) -> Vec<Vec<usize>> {
+    chosen
+        .iter()
+        .zip(present)
+        .map(|(c, p)| {
+            let mut p = p.clone();
+            rng.shuffle(&mut p);
+            p.truncate(c.len());
+            p.sort_unstable();
+            p
+        })
+        .collect()
 }
 
 fn select(
@@ -517,6 +570,91 @@ mod tests {
         assert!(p.heads.is_empty());
         assert!(!p.ffn.contains_key("0"));
         assert_eq!(p.ffn["1"], (0..6).collect::<Vec<_>>());
+    }
+
+    /// 3 layers of 12 heads and 32 neurons, scores rising with the index and a layer bias (uneven counts
+    /// under a global ratio); heads 0 and 5 of layer 1 and neurons 0..4 of layer 2 already pruned.
+    fn twelve_heads() -> Scores {
+        let heads = (0..3)
+            .map(|l| {
+                let s = |h: usize| (l != 1 || (h != 0 && h != 5)).then_some((h + 4 * l) as f32);
+                (0..12).map(s).collect()
+            })
+            .collect();
+        let ffn = (0..3)
+            .map(|l| {
+                let first = if l == 2 { 4 } else { 0 };
+                (first..32).map(|u| (u, (u + 8 * l) as f32)).collect()
+            })
+            .collect();
+        Scores { heads, ffn }
+    }
+
+    fn per_layer(m: &BTreeMap<String, Vec<usize>>, layers: usize) -> Vec<Vec<usize>> {
+        (0..layers)
+            .map(|l| m.get(&l.to_string()).cloned().unwrap_or_default())
+            .collect()
+    }
+
+    fn random_rule(seed: Option<u64>) -> Rule {
+        Rule {
+            heads_ratio: 0.4,
+            ffn_ratio: 0.3,
+            random: seed,
+            ..Rule::default()
+        }
+    }
+
+    #[test]
+    fn random_plan_keeps_the_per_layer_counts_and_draws_other_units() {
+        let s = twelve_heads();
+        let imp = random_rule(None).plan(&s).unwrap();
+        let (ih, if_) = (per_layer(&imp.heads, 3), per_layer(&imp.ffn, 3));
+        let count = |v: &[Vec<usize>]| v.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(
+            count(&ih),
+            vec![9, 4, 1],
+            "importance plan: uneven per layer"
+        );
+        let rand = random_rule(Some(7)).plan(&s).unwrap();
+        let (rh, rf) = (per_layer(&rand.heads, 3), per_layer(&rand.ffn, 3));
+        assert_eq!(count(&rh), count(&ih));
+        assert_eq!(count(&rf), count(&if_));
+        assert_ne!(rh, ih, "seed 7 draws other heads than the importance plan");
+        assert_ne!(
+            rf, if_,
+            "seed 7 draws other neurons than the importance plan"
+        );
+        assert_eq!(random_rule(Some(7)).plan(&s).unwrap(), rand, "same seed");
+        assert_ne!(random_rule(Some(8)).plan(&s).unwrap(), rand, "other seed");
+    }
+
+    #[test]
+    fn random_plan_never_draws_units_already_pruned() {
+        let s = twelve_heads();
+        let present = present_heads(&s);
+        for seed in 0..200 {
+            let p = random_rule(Some(seed)).plan(&s).unwrap();
+            for (l, (h, f)) in per_layer(&p.heads, 3)
+                .iter()
+                .zip(per_layer(&p.ffn, 3))
+                .enumerate()
+            {
+                assert!(
+                    h.iter().all(|u| present[l].contains(u)),
+                    "seed {seed}: {h:?}"
+                );
+                assert!(l != 2 || f.iter().all(|&u| u >= 4), "seed {seed}: {f:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn random_plan_is_refused_with_several_steps() {
+        let e = random_rule(Some(1)).check_steps(2).unwrap_err().to_string();
+        assert!(e.contains("--random") && e.contains("--steps 2"), "{e}");
+        assert!(random_rule(Some(1)).check_steps(1).is_ok());
+        assert!(random_rule(None).check_steps(2).is_ok());
     }
 
     #[test]

@@ -341,6 +341,7 @@ fn command_line_mistakes() {
         "size.json",
         "--overwrite",
         "--steps",
+        "--random SEED",
     ] {
         assert!(help.contains(word), "--help lacks {word}");
     }
@@ -366,4 +367,76 @@ fn keep_layers_from_the_command_line() {
     let plan: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
     assert_eq!(plan["keep_layers"], serde_json::json!([1]));
+}
+
+/// `--random SEED`: the importance plan's per-layer counts, other units, recorded in the manifest so another
+/// seed is a different run; refused with `--steps 2` and without `--importance`.
+#[test]
+fn random_control_plan_from_the_command_line() {
+    use sekator_surgery::Plan;
+    let (tmp, m) = setup();
+    let imp = tmp.path().join("imp");
+    stand_in_importance(Path::new(&m), &imp, Path::new(&m));
+    let (i, o) = (
+        imp.to_string_lossy().to_string(),
+        tmp.path().join("out").to_string_lossy().to_string(),
+    );
+    let base = ["--model", &m, "--importance", &i, "--ffn-ratio", "0.5"];
+    let plan_of = |extra: &[&str]| -> Plan {
+        let r = surgery(&[&base[..], &["--dry-run"], extra].concat());
+        assert!(r.status.success(), "{}", stderr(&r));
+        let text = stdout(&r);
+        let json = &text[text.find('{').unwrap()..=text.find("\n}").unwrap() + 1];
+        plan_from_json(json)
+    };
+    let counts = |p: &Plan| {
+        let n = |m: &std::collections::BTreeMap<String, Vec<usize>>, l: &str| {
+            m.get(l).map_or(0, Vec::len)
+        };
+        ["0", "1"].map(|l| (n(&p.heads, l), n(&p.ffn, l)))
+    };
+    let imp_plan = plan_of(&[]);
+    let rand_plan = plan_of(&["--random", "1"]);
+    assert_eq!(counts(&rand_plan), counts(&imp_plan));
+    assert_ne!(rand_plan, imp_plan);
+
+    let run = |seed: &str| {
+        surgery(
+            &[
+                &base[..],
+                &[
+                    "--random",
+                    seed,
+                    "--out",
+                    &o,
+                    "--bench-texts",
+                    "0",
+                    "--no-onnx",
+                ],
+            ]
+            .concat(),
+        )
+    };
+    let r = run("1");
+    assert!(r.status.success(), "{}", stderr(&r));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&o).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["config"]["rule"]["random"], 1, "{manifest}");
+    assert!(stdout(&run("1")).contains("up to date"));
+    assert!(
+        error_line(&run("2")).contains("already exists"),
+        "another seed is another run"
+    );
+
+    let e = error_line(&surgery(
+        &[&base[..], &["--random", "1", "--steps", "2", "--dry-run"]].concat(),
+    ));
+    assert!(
+        e.contains("--random cannot be combined with --steps 2"),
+        "{e}"
+    );
+    let r = surgery(&["--model", &m, "--random", "1", "--dry-run"]);
+    assert_eq!(r.status.code(), Some(2), "--random needs --importance");
 }
