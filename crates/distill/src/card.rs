@@ -52,13 +52,7 @@ pub fn facts(
         ("peak lr", format!("{:e}", cfg.lr)),
         ("schedule", format!("{:?}", cfg.schedule).to_lowercase()),
         ("weight decay", cfg.weight_decay.to_string()),
-        (
-            "loss",
-            format!(
-                "{} MSE(s(x), t(x)) + {} MSE(s(ru), t(en)) + {} ranking (scale {})",
-                cfg.w_mse, cfg.w_cross, cfg.w_rank, cfg.rank_scale
-            ),
-        ),
+        ("loss", loss_row(cfg)),
         ("seed", cfg.seed.to_string()),
     ]);
     if let Some(n) = cfg.max_pairs {
@@ -66,6 +60,18 @@ pub fn facts(
     }
     f.distillation = Some(rows);
     Ok(f)
+}
+
+/// The loss as the card states it; the token term only when the run used it (older cards unchanged).
+fn loss_row(cfg: &DistillConfig) -> String {
+    let mut s = format!(
+        "{} MSE(s(x), t(x)) + {} MSE(s(ru), t(en)) + {} ranking (scale {})",
+        cfg.w_mse, cfg.w_cross, cfg.w_rank, cfg.rank_scale
+    );
+    if cfg.w_tokens > 0.0 {
+        s.push_str(&format!(" + {} token hidden-state MSE", cfg.w_tokens));
+    }
+    s
 }
 
 /// Writes the card into the model directory `dir`.

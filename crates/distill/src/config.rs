@@ -79,6 +79,9 @@ pub struct DistillConfig {
     pub w_rank: f64,
     /// Cosine-similarity scale inside R.
     pub rank_scale: f64,
+    /// Weight of the token-level term: MSE of the student's and the teacher's last hidden states over the
+    /// non-padding tokens, en and ru. Above 0 the teacher is loaded and run every step (slower).
+    pub w_tokens: f64,
     /// Sentence pooling of teacher and student. Default: the teacher checkpoint's own.
     pub pooling: Option<Pooling>,
     /// L2-normalise both embeddings before the MSE terms (R always uses cosines).
@@ -141,6 +144,7 @@ impl Default for DistillConfig {
             w_cross: 1.0,
             w_rank: 0.1,
             rank_scale: 20.0,
+            w_tokens: 0.0,
             pooling: None,
             normalize: false,
             seed: 42,
@@ -191,6 +195,7 @@ w_mse = 1.0               # MSE(s(en),t(en)) + MSE(s(ru),t(ru))
 w_cross = 1.0             # MSE(s(ru),t(en))
 w_rank = 0.1              # symmetric in-batch ranking loss on s(en), s(ru)
 rank_scale = 20.0
+w_tokens = 0.0            # last hidden states, non-padding tokens, en and ru; > 0 runs the teacher each step
 # pooling = "mean"        # cls | mean | pooler; default: the teacher's own
 normalize = false
 
@@ -349,15 +354,16 @@ impl DistillConfig {
             ("w_cross", self.w_cross),
             ("w_rank", self.w_rank),
             ("rank_scale", self.rank_scale),
+            ("w_tokens", self.w_tokens),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return bad(k, "must be a finite number >= 0");
             }
         }
-        if self.w_mse + self.w_cross + self.w_rank == 0.0 {
+        if self.w_mse + self.w_cross + self.w_rank + self.w_tokens == 0.0 {
             return bad(
                 "w_mse",
-                "w_mse, w_cross and w_rank are all 0: nothing to train",
+                "w_mse, w_cross, w_rank and w_tokens are all 0: nothing to train",
             );
         }
         if self.keep_checkpoints == 0 {
@@ -382,10 +388,14 @@ impl DistillConfig {
     }
 
     /// The settings that define the training trajectory; a resume with any of them changed is refused,
-    /// except the run length ([`LENGTH_KEYS`]; see [`trajectory_differences`]).
+    /// except the run length ([`LENGTH_KEYS`]; see [`trajectory_differences`]). `w_tokens = 0` is left
+    /// out, so checkpoints written before the key existed still resume.
     pub fn trajectory_key(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
+            if self.w_tokens == 0.0 {
+                m.remove("w_tokens");
+            }
             for k in [
                 "out",
                 "cache_dir",
@@ -474,6 +484,22 @@ mod tests {
     }
 
     #[test]
+    fn w_tokens_is_in_the_trajectory_only_when_used() {
+        let off = DistillConfig::default();
+        assert!(off.trajectory_key().get("w_tokens").is_none());
+        let on = DistillConfig {
+            w_tokens: 1.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            trajectory_differences(&off.trajectory_key(), &on.trajectory_key()),
+            vec!["w_tokens".to_string()]
+        );
+        let c = DistillConfig::parse("w_tokens = 0.5\n").unwrap();
+        assert_eq!(c.w_tokens, 0.5);
+    }
+
+    #[test]
     fn validation_names_key() {
         let mut c = DistillConfig {
             teacher: Some("t".into()),
@@ -521,6 +547,11 @@ mod estimate_view {
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
+            // only pipeline configs (with a [run] section) are runs; study configs are plans of runs
+            let text = std::fs::read_to_string(&path).unwrap();
+            if !text.parse::<toml::Table>().unwrap().contains_key("run") {
+                continue;
+            }
             let rc = sekator_pipeline::RunConfig::load(&path).unwrap();
             let ours = DistillConfig::from_pipeline(&rc).unwrap();
             let theirs: DistillWork = rc.section("distill").unwrap();

@@ -24,8 +24,9 @@ pooling, max_length); a second run does no teacher forward passes. Precision: `a
 
 /// Distil a pruned student back towards its teacher on en<TAB>ru pairs.
 ///
-/// Loss: w_mse*[MSE(s(en),t(en)) + MSE(s(ru),t(ru))] + w_cross*MSE(s(ru),t(en)) + w_rank*R(s(en),s(ru)),
-/// R = symmetric in-batch ranking loss on scaled cosine similarities. AdamW (no decay on biases/LayerNorm),
+/// Loss: w_mse*[MSE(s(en),t(en)) + MSE(s(ru),t(ru))] + w_cross*MSE(s(ru),t(en)) + w_rank*R(s(en),s(ru)) +
+/// w_tokens*[TMSE(en) + TMSE(ru)], R = symmetric in-batch ranking loss on scaled cosine similarities,
+/// TMSE = MSE of student and teacher last hidden states over the non-padding tokens (teacher run online). AdamW (no decay on biases/LayerNorm),
 /// linear warm-up then linear/cosine decay, global gradient-norm clipping. Weights and optimizer state are
 /// checkpointed so that `--resume` continues bit-identically.
 #[derive(Parser, Debug)]
@@ -128,6 +129,9 @@ struct Args {
     /// [config: rank_scale; default 20]
     #[arg(long)]
     rank_scale: Option<f64>,
+    /// Token-level hidden-state MSE; > 0 runs the teacher every step. [config: w_tokens; default 0]
+    #[arg(long)]
+    w_tokens: Option<f64>,
     /// [config: pooling; default: the teacher's own]
     #[arg(long, value_enum)]
     pooling: Option<Pooling>,
@@ -202,6 +206,7 @@ fn resolve(a: &Args) -> Result<(DistillConfig, bool)> {
         w_cross,
         w_rank,
         rank_scale,
+        w_tokens,
         seed
     );
     set!(

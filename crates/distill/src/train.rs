@@ -37,7 +37,7 @@ use crate::config::{trajectory_differences, DistillConfig};
 use crate::data::{DataPosition, TrainData};
 use crate::error::{DistillError, Result};
 use crate::eval::{self, DevSet, EvalMetrics};
-use crate::loss::{distill_loss, LossValues, LossWeights};
+use crate::loss::{distill_loss, masked_token_mse, LossParts, LossValues, LossWeights};
 use crate::metrics::{MetricsLog, Record, TrainRecord};
 use crate::optim::{param_paths, AdamW, AdamWSettings};
 use crate::precision::{self, Precision, PrecisionCheck, ProbeReport};
@@ -300,26 +300,72 @@ fn to_tensor<B: Backend>(flat: Vec<f32>, dim: usize, device: &B::Device) -> Tens
     Tensor::from_data(TensorData::new(flat, [rows, dim]), (device, DType::F32))
 }
 
-/// Student sentence embeddings of `texts` (one padded batch; gradients flow).
-fn student_embed<B: AutodiffBackend>(
+/// `t` in f32 (the loss is computed in f32 whatever the training dtype; see `precision.rs`).
+fn in_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
+    if t.dtype() == DType::F32 {
+        t
+    } else {
+        t.cast(FloatDType::F32)
+    }
+}
+
+/// One side (the en or the ru texts) of a batch through the student: one forward pass serves both the
+/// sentence terms (`pooled`) and the token term (`hidden`, `mask`), all f32, gradients flowing.
+struct StudentSide<B: Backend> {
+    pooled: Tensor<B, 2>,
+    hidden: Tensor<B, 3>,
+    mask: Tensor<B, 2>,
+}
+
+fn student_forward<B: AutodiffBackend>(
     model: &BertModel<B>,
-    tokenizer: &TextTokenizer,
-    texts: &[&str],
+    batch: &TokenBatch,
     pooling: Pooling,
-    max_length: usize,
     device: &B::Device,
-) -> Result<Tensor<B, 2>> {
-    let tokens = tokenizer.encode(texts, max_length)?;
-    let batch = TokenBatch::new(&tokens.iter().collect::<Vec<_>>(), tokenizer.pad_id);
+) -> StudentSide<B> {
     let (ids, mask) = batch.tensors::<B>(device);
     let hidden = model.forward(ids, mask.clone(), None);
     let pooled =
         pooling::pool(model, &hidden, &mask, pooling).expect("pooler presence checked at start");
-    Ok(if pooled.dtype() == DType::F32 {
-        pooled
-    } else {
-        pooled.cast(FloatDType::F32)
-    })
+    StudentSide {
+        pooled: in_f32(pooled),
+        hidden: in_f32(hidden),
+        mask: in_f32(mask),
+    }
+}
+
+/// The token term of one side: the student's hidden states against the teacher's on the very same token
+/// batch (the student is a pruned copy and shares the tokenizer). The teacher runs on the inner backend:
+/// no autodiff graph, nothing to backpropagate into it.
+fn token_term<B: AutodiffBackend>(
+    teacher: &BertModel<B::InnerBackend>,
+    batch: &TokenBatch,
+    side: &StudentSide<B>,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    let (ids, mask) = batch.tensors::<B::InnerBackend>(device);
+    let t_hidden = Tensor::<B, 3>::from_inner(in_f32(teacher.forward(ids, mask, None)));
+    masked_token_mse(side.hidden.clone(), t_hidden, side.mask.clone())
+}
+
+/// The teacher model for the token term, loaded once; `None` (nothing loaded) when `w_tokens` is 0.
+/// It runs in the process's dtype: f32 unless the run trains in a reduced precision.
+fn load_token_teacher<B: Backend>(
+    cfg: &DistillConfig,
+    device: &B::Device,
+) -> Result<Option<BertModel<B>>> {
+    if cfg.w_tokens == 0.0 {
+        return Ok(None);
+    }
+    let dir = cfg.teacher()?;
+    let teacher = Encoder::<B>::load(dir, device)
+        .map_err(|e| DistillError::Input(format!("teacher checkpoint: {e}")))?;
+    tracing::info!(
+        "w_tokens = {}: teacher {} loaded for the token term (run every step)",
+        cfg.w_tokens,
+        dir.display()
+    );
+    Ok(Some(teacher.model))
 }
 
 /// Warm-up steps of a fresh run of `total` steps: `warmup_steps`, else `warmup_ratio * total`.
@@ -384,7 +430,8 @@ fn train<B: AutodiffBackend>(
     if opts.fill_cache_only {
         return Ok(inputs.summary);
     }
-    let mut run = Run::start(cfg, opts, precision, device, inputs, model)?;
+    let teacher = load_token_teacher::<B::InnerBackend>(cfg, device)?;
+    let mut run = Run::start(cfg, opts, precision, device, inputs, (model, teacher))?;
     match &opts.probe {
         Some(p) => run.probe(p),
         None => {
@@ -416,9 +463,19 @@ fn load_student<B: AutodiffBackend>(
         .map_err(|e| DistillError::Input(format!("teacher checkpoint: {e}")))?;
     let student_cfg = read_config(student_dir)
         .map_err(|e| DistillError::Input(format!("student checkpoint: {e}")))?;
+    if cfg.w_tokens > 0.0 && teacher_cfg.vocab_size != student_cfg.vocab_size {
+        return Err(DistillError::Input(format!(
+            "w_tokens > 0 compares token by token, but the student's vocabulary ({} ids, {}) is not the \
+             teacher's ({} ids, {}); the token term needs a student pruned from this teacher",
+            student_cfg.vocab_size,
+            student_dir.display(),
+            teacher_cfg.vocab_size,
+            teacher_dir.display()
+        )));
+    }
     if teacher_cfg.hidden_size != student_cfg.hidden_size {
         return Err(DistillError::Input(format!(
-            "student hidden size {} ({}) differs from the teacher's {} ({}); the MSE targets need equal sizes and \
+            "student hidden size {} ({}) differs from the teacher's {} ({}); the MSE targets (pooled and, with w_tokens, per token) need equal sizes and \
              distill has no projection layer. Distil into a student with the teacher's hidden size (pruning heads \
              and FFN neurons keeps it)",
             student_cfg.hidden_size,
@@ -678,6 +735,7 @@ impl LossWindow {
         self.sum.mse_ru += v.mse_ru;
         self.sum.cross += v.cross;
         self.sum.rank += v.rank;
+        self.sum.tokens += v.tokens;
         self.steps += 1;
         self.seconds += secs;
     }
@@ -691,6 +749,7 @@ impl LossWindow {
             mse_ru: self.sum.mse_ru / k,
             cross: self.sum.cross / k,
             rank: self.sum.rank / k,
+            tokens: self.sum.tokens / k,
         };
         let pairs_per_s = (self.steps * batch_size) as f64 / self.seconds.max(1e-9);
         *self = Self::default();
@@ -718,6 +777,8 @@ struct Run<'a, B: AutodiffBackend> {
     inputs: Inputs<'a>,
     /// `None` only inside [`Run::step`], while the optimizer updates it.
     model: Option<BertModel<B>>,
+    /// The frozen teacher for the token term (`None` when `w_tokens` is 0).
+    teacher: Option<BertModel<B::InnerBackend>>,
     optim: AdamW<B::InnerBackend>,
     loss_weights: LossWeights,
     trajectory: serde_json::Value,
@@ -752,7 +813,7 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
         precision: Precision,
         device: &'a B::Device,
         inputs: Inputs<'a>,
-        model: BertModel<B>,
+        (model, teacher): (BertModel<B>, Option<BertModel<B::InnerBackend>>),
     ) -> Result<Self> {
         let teacher_acc = inputs
             .dev
@@ -771,6 +832,7 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
             device,
             inputs,
             model: Some(model),
+            teacher,
             optim: AdamW::new(AdamWSettings {
                 beta1: cfg.adam_beta1,
                 beta2: cfg.adam_beta2,
@@ -783,6 +845,7 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
                 cross: cfg.w_cross,
                 rank: cfg.w_rank,
                 rank_scale: cfg.rank_scale,
+                tokens: cfg.w_tokens,
                 normalize: cfg.normalize,
             },
             trajectory: cfg.trajectory_key(),
@@ -993,22 +1056,41 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
         Ok(Some(m))
     }
 
+    /// The loss of the batch of pairs `idx`: each side through the student once, the token term (and
+    /// its teacher forward passes) only when `w_tokens` > 0, so runs without it are as before.
+    fn batch_loss(&self, idx: &[usize]) -> Result<LossParts<B>> {
+        let (device, inp) = (self.device, &self.inputs);
+        let model = self.model();
+        let encode = |text: fn(&Pair) -> &str| -> Result<TokenBatch> {
+            let texts: Vec<&str> = idx.iter().map(|&i| text(&inp.data.pairs[i])).collect();
+            let tokens = inp.tokenizer.encode(&texts, inp.max_length)?;
+            let refs: Vec<_> = tokens.iter().collect();
+            Ok(TokenBatch::new(&refs, inp.tokenizer.pad_id))
+        };
+        let (en, ru) = (encode(|p| &p.en)?, encode(|p| &p.ru)?);
+        let s_en = student_forward(model, &en, inp.pooling, device);
+        let s_ru = student_forward(model, &ru, inp.pooling, device);
+        let tokens = self
+            .teacher
+            .as_ref()
+            .map(|t| token_term(t, &en, &s_en, device) + token_term(t, &ru, &s_ru, device));
+        let t_en = to_tensor::<B>(inp.cache.gather(Side::En, idx), inp.dim, device);
+        let t_ru = to_tensor::<B>(inp.cache.gather(Side::Ru, idx), inp.dim, device);
+        let w = &self.loss_weights;
+        let parts = distill_loss(s_en.pooled, s_ru.pooled, t_en, t_ru, w);
+        Ok(match tokens {
+            Some(t) => parts.with_tokens(t, w.tokens),
+            None => parts,
+        })
+    }
+
     /// One optimizer step on the next batch. A non-finite loss stops the run before the update when
     /// `fail_on_non_finite` (a probe records it instead: that is its verdict).
     fn step(&mut self, fail_on_non_finite: bool) -> Result<StepDone> {
         let t0 = Instant::now();
-        let (device, inp) = (self.device, &mut self.inputs);
-        let model = self.model.as_ref().expect(STUDENT);
-        let pos = inp.data.position_of(self.step);
-        let idx = inp.data.batch(pos);
-        let en: Vec<&str> = idx.iter().map(|&i| inp.data.pairs[i].en.as_str()).collect();
-        let ru: Vec<&str> = idx.iter().map(|&i| inp.data.pairs[i].ru.as_str()).collect();
-        let (tok, pooling, max_length) = (&inp.tokenizer, inp.pooling, inp.max_length);
-        let s_en = student_embed(model, tok, &en, pooling, max_length, device)?;
-        let s_ru = student_embed(model, tok, &ru, pooling, max_length, device)?;
-        let t_en = to_tensor::<B>(inp.cache.gather(Side::En, &idx), inp.dim, device);
-        let t_ru = to_tensor::<B>(inp.cache.gather(Side::Ru, &idx), inp.dim, device);
-        let parts = distill_loss(s_en, s_ru, t_en, t_ru, &self.loss_weights);
+        let pos = self.inputs.data.position_of(self.step);
+        let idx = self.inputs.data.batch(pos);
+        let parts = self.batch_loss(&idx)?;
         let values = parts.values();
         if !values.total.is_finite() && fail_on_non_finite {
             self.bar.abandon();
@@ -1018,7 +1100,7 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
                 checkpoint: self.latest_ckpt.clone(),
             });
         }
-        let grads = GradientsParams::from_grads(parts.total.backward(), model);
+        let grads = GradientsParams::from_grads(parts.total.backward(), self.model());
         let lr = self.schedule().lr(self.step);
         let model = self.model.take().expect(STUDENT);
         let (updated, grad_norm) = self.optim.step::<B, _>(model, grads, lr);
@@ -1088,6 +1170,11 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
     fn log_window(&mut self, d: &StepDone) -> Result<()> {
         let (step, total_steps) = (self.step, self.total_steps);
         let (mean, pairs_per_s) = self.window.take(self.cfg.batch_size);
+        // the token part only when the run has one: log lines of other runs stay as they were
+        let tokens_part = match self.teacher {
+            Some(_) => format!(", tokens {:.6}", mean.tokens),
+            None => String::new(),
+        };
         let rec = TrainRecord {
             step,
             epoch: d.pos.epoch,
@@ -1098,13 +1185,14 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
         };
         self.bar.suspend(|| {
             tracing::info!(
-                "step {step}/{total_steps} epoch {}: loss {:.6} (mse en {:.6} ru {:.6}, cross {:.6}, rank {:.4}) lr {:.3e} |g| {:.3} {:.1} pairs/s",
+                "step {step}/{total_steps} epoch {}: loss {:.6} (mse en {:.6} ru {:.6}, cross {:.6}, rank {:.4}{}) lr {:.3e} |g| {:.3} {:.1} pairs/s",
                 d.pos.epoch,
                 mean.total,
                 mean.mse_en,
                 mean.mse_ru,
                 mean.cross,
                 mean.rank,
+                tokens_part,
                 d.lr,
                 d.grad_norm,
                 rec.pairs_per_s
