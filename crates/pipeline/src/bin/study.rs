@@ -58,7 +58,8 @@ struct Args {
     /// Write the generated configs and list the runs; run nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Only rebuild the report from what the runs wrote.
+    /// Only rebuild the report from what the runs wrote (also while the study runs: runs not evaluated yet
+    /// are named).
     #[arg(long, conflicts_with_all = ["only", "dry_run"])]
     report_only: bool,
 }
@@ -157,7 +158,11 @@ fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     let dir = study.dir();
-    let _lock = RunLock::acquire(&dir, "study")?;
+    // the report only reads, so it may look at a study still running
+    let _lock = match a.report_only {
+        true => None,
+        false => Some(RunLock::acquire(&dir, "study")?),
+    };
     let t0 = Instant::now();
     if !a.report_only {
         let base = &study.base;
