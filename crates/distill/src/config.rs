@@ -547,7 +547,8 @@ mod estimate_view {
         let scratch = tempfile::tempdir().unwrap();
         // the pipeline configs and every plan the study configs generate
         let configs =
-            sekator_pipeline::comparison::plans::shipped_run_configs(&root, scratch.path()).unwrap();
+            sekator_pipeline::comparison::plans::shipped_run_configs(&root, scratch.path())
+                .unwrap();
         let mut seen = 0;
         for rc in configs {
             let ours = DistillConfig::from_pipeline(&rc).unwrap();
