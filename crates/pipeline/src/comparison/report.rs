@@ -312,7 +312,7 @@ impl StudyReport {
         let mut s = format!("# Study `{}`: cuts at one FLOPs target\n\n", self.name);
         s.push_str(&format!(
             "Every plan starts from `{}` and is distilled with the same budget, data and seed; each row is the \
-distilled student on full encodechka.\n\n",
+distilled student on encodechka (the tasks of the base's [eval]; all of them by default).\n\n",
             self.base.display()
         ));
         match self.noise() {
@@ -321,6 +321,9 @@ distilled student on full encodechka.\n\n",
 its seeds). A difference between plans of less than about 2 SD is within the noise of distillation alone.\n\n",
                 p.plan, p.runs
             )),
+            None if self.plans.iter().any(|p| p.runs > 1) => s.push_str(
+                "Noise: ± in the table is the SD over seeds (no Mean S: the base's [eval] runs only some tasks).\n\n",
+            ),
             None => s.push_str("Noise: no plan was distilled with more than one seed ([study] seeds).\n\n"),
         }
         if !self.pending.is_empty() {
