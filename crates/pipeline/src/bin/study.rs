@@ -16,12 +16,13 @@ STUDY CONFIG (configs/study.toml)
   name = \"study\"                 runs go to <runs_dir>/study/<plan>/, the report to <runs_dir>/study/report/
   base = \"configs/default.toml\"  the pipeline config every plan starts from
   seeds = [43, 44]               more distillation seeds for the FIRST plan: the report's spread
+  [study.importance]             [importance] keys set for every plan (e.g. loss = \"ranking\")
   [study.surgery]                [surgery] keys set for every plan (e.g. no_onnx = true)
   [study.distill]                [distill] keys set for every plan (the study's budget), e.g. steps = 128
   [[plan]]                       one per plan, in report order; the first is the reference
   name = \"taylor\"
   about = \"...\"                  one line for the report
-  [plan.importance]              keys on top of the base's [importance] (optional)
+  [plan.importance]              keys on top of the base's and the study's [importance] (optional)
   [plan.surgery]                 the plan's cut: the base's cut keys (heads_ratio, heads_per_layer, ffn_ratio,
                                  ffn_uniform, keep_layers, steps, random) are dropped, its other keys kept
   [plan.distill]                 keys on top of the base's and the study's [distill] (optional)

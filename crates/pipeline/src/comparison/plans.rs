@@ -35,6 +35,10 @@ pub struct StudySection {
     /// More distillation seeds for the first plan (its own is the base's): the spread of the report.
     #[serde(default)]
     pub seeds: Vec<u64>,
+    /// `[importance]` keys set for every plan on top of the base's, under its own (e.g. pinning the loss the
+    /// study was measured with when the base's default moves on).
+    #[serde(default)]
+    pub importance: toml::Table,
     /// `[surgery]` keys set for every plan under its own (e.g. `no_onnx`, the timing).
     #[serde(default)]
     pub surgery: toml::Table,
@@ -52,7 +56,7 @@ pub struct PlanSection {
     /// One line for the report.
     #[serde(default)]
     pub about: String,
-    /// Keys set on top of the base's `[importance]`.
+    /// Keys set on top of the base's and the study's `[importance]`.
     #[serde(default)]
     pub importance: toml::Table,
     /// The plan's cut: the base's cut keys ([`CUT_KEYS`]) are dropped, its other `[surgery]` keys (timing,
@@ -222,6 +226,7 @@ impl StudyConfig {
                 .unwrap_or_default()
         };
         let mut importance = section(&t, "importance");
+        importance.extend(self.study.importance.clone());
         importance.extend(p.importance.clone());
         t.insert("importance".into(), importance.into());
         let mut surgery = section(&t, "surgery");
@@ -322,7 +327,7 @@ mod tests {
         )
         .unwrap();
         let text = format!(
-            "[study]\nname = \"s\"\nbase = \"{}\"\nseeds = [7]\n[study.distill]\nsteps = 4\n[study.surgery]\nno_onnx = true\n{plans}",
+            "[study]\nname = \"s\"\nbase = \"{}\"\nseeds = [7]\n[study.importance]\nsamples = 48\nbatch_size = 8\n[study.distill]\nsteps = 4\n[study.surgery]\nno_onnx = true\n{plans}",
             dir.join("base.toml").display()
         );
         std::fs::write(dir.join("study.toml"), text).unwrap();
@@ -348,14 +353,22 @@ mod tests {
             sur,
             serde_json::json!({"heads_ratio": 0.25, "no_onnx": true, "bench_texts": 8})
         );
-        assert_eq!(a.section_json("importance")["samples"], 64);
+        // the study's [importance] on top of the base's
+        assert_eq!(
+            a.section_json("importance"),
+            serde_json::json!({"samples": 48, "batch_size": 8})
+        );
         let dist = a.section_json("distill");
         assert_eq!(
             (dist["steps"].clone(), dist["lr"].clone()),
             (4.into(), 1e-4.into())
         );
         let l = &runs[2].config;
-        assert_eq!(l.section_json("importance")["samples"], 32);
+        // ... and the plan's on top of the study's
+        assert_eq!(
+            l.section_json("importance"),
+            serde_json::json!({"samples": 32, "batch_size": 8})
+        );
         assert_eq!(l.section_json("distill")["lr"], 2e-4);
         assert_eq!(
             l.section_json("surgery"),
