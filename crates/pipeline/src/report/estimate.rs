@@ -141,7 +141,10 @@ pub fn estimate(rc: &RunConfig) -> Result<String> {
 /// a teacher (`contrastive`, `teacher`) adds the teacher's forward to every batch: 1.7x, measured in the
 /// study of 2026-12-02 (100 s against 60 s for the same 1024 pairs).
 fn gradient_passes(importance: &serde_json::Value) -> f64 {
-    match (importance["criterion"].as_str(), importance["loss"].as_str()) {
+    match (
+        importance["criterion"].as_str(),
+        importance["loss"].as_str(),
+    ) {
         (Some("magnitude"), _) => 0.0,
         (_, Some("contrastive" | "teacher")) => 1.7,
         _ => 1.0,
@@ -392,14 +395,20 @@ mod tests {
     fn the_importance_loss_and_criterion_set_its_cost() {
         let dir = tempfile::tempdir().unwrap();
         let secs = |extra: &str| {
-            let rc = labse_run(dir.path(), &format!("[importance]\nsamples = 1024\n{extra}"));
+            let rc = labse_run(
+                dir.path(),
+                &format!("[importance]\nsamples = 1024\n{extra}"),
+            );
             let cfg = BertConfig::load(&rc.run.model.join("config.json")).unwrap();
             seconds(&cpu_rows(&rc, &cfg).unwrap(), Stage::Importance)
         };
         let ranking = secs("");
         assert!(ranking > 0.0);
         let contrastive = secs("loss = \"contrastive\"\n");
-        assert!((contrastive / ranking - 1.7).abs() < 1e-9, "{contrastive} vs {ranking}");
+        assert!(
+            (contrastive / ranking - 1.7).abs() < 1e-9,
+            "{contrastive} vs {ranking}"
+        );
         assert_eq!(secs("criterion = \"magnitude\"\n"), 0.0);
         // --validate still needs the data passes
         assert!(secs("criterion = \"magnitude\"\nvalidate = 4\n") > 0.0);
