@@ -79,8 +79,8 @@ fn trimmed_vocabulary() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = tiny_config(2);
     cfg.vocab_size = 23;
-    let model = BertModel::<Cpu>::load(&cfg, &mut RandomWeights::new(12), &Default::default())
-        .unwrap();
+    let model =
+        BertModel::<Cpu>::load(&cfg, &mut RandomWeights::new(12), &Default::default()).unwrap();
     write_model_dir(dir.path(), &cfg, &model.export(), None, true).unwrap();
     let opts = OnnxOptions {
         int8: false,

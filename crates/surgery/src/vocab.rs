@@ -180,7 +180,12 @@ fn special_ids(
     tok: &TextTokenizer,
     json: Option<&Value>,
 ) -> Result<BTreeSet<u32>, SurgeryError> {
-    let mut ids: BTreeSet<u32> = tok.inner().get_added_tokens_decoder().keys().copied().collect();
+    let mut ids: BTreeSet<u32> = tok
+        .inner()
+        .get_added_tokens_decoder()
+        .keys()
+        .copied()
+        .collect();
     let mut names: Vec<String> = BERT_SPECIALS.iter().map(|s| s.to_string()).collect();
     for file in ["special_tokens_map.json", TOKENIZER_CONFIG] {
         if let Some(v) = read_json(&model.join(file))? {
@@ -271,7 +276,10 @@ pub fn apply(ck: &mut Checkpoint, trim: &Trim) -> Result<(), SurgeryError> {
     if t.shape[0] != rows {
         return Err(SurgeryError::Tensor {
             name: WORD_EMBEDDINGS.into(),
-            msg: format!("has {} rows, config.json says vocab_size {rows}", t.shape[0]),
+            msg: format!(
+                "has {} rows, config.json says vocab_size {rows}",
+                t.shape[0]
+            ),
         });
     }
     let keep: Vec<usize> = trim.kept.iter().map(|&i| i as usize).collect();
@@ -319,7 +327,10 @@ pub fn write_tokenizer(src: &Path, out: &Path, trim: &Trim) -> Result<(), Surger
     }
     let cpath = src.join(TOKENIZER_CONFIG);
     if let Some(mut c) = read_json(&cpath)? {
-        if let Some(dec) = c.get_mut("added_tokens_decoder").and_then(Value::as_object_mut) {
+        if let Some(dec) = c
+            .get_mut("added_tokens_decoder")
+            .and_then(Value::as_object_mut)
+        {
             let old = std::mem::take(dec);
             for (k, v) in old {
                 let id = k.parse::<u32>().ok().and_then(|i| map.get(&i));
@@ -337,9 +348,12 @@ pub fn write_tokenizer(src: &Path, out: &Path, trim: &Trim) -> Result<(), Surger
     let apath = src.join(ADDED_TOKENS);
     if let Some(mut a) = read_json(&apath)? {
         for (t, id) in a.as_object_mut().into_iter().flatten() {
-            let n = id.as_u64().and_then(|i| map.get(&(i as u32))).ok_or_else(|| {
-                SurgeryError::Other(format!("{}: token `{t}` was not kept", apath.display()))
-            })?;
+            let n = id
+                .as_u64()
+                .and_then(|i| map.get(&(i as u32)))
+                .ok_or_else(|| {
+                    SurgeryError::Other(format!("{}: token `{t}` was not kept", apath.display()))
+                })?;
             *id = (*n).into();
         }
         write_json(&out.join(ADDED_TOKENS), &a)?;
@@ -356,7 +370,9 @@ fn rebuild_tokenizer_json(j: &mut Value, map: &HashMap<u32, u32>) -> Result<(), 
         .ok_or("model.vocab is not a map of tokens to ids")?;
     let old = std::mem::take(vocab);
     for (t, id) in old {
-        let id = id.as_u64().ok_or(format!("token `{t}` has no integer id"))? as u32;
+        let id = id
+            .as_u64()
+            .ok_or(format!("token `{t}` has no integer id"))? as u32;
         if let Some(&n) = map.get(&id) {
             vocab.insert(t, n.into());
         }
@@ -376,10 +392,7 @@ fn rebuild_tokenizer_json(j: &mut Value, map: &HashMap<u32, u32>) -> Result<(), 
 /// Applies `f` to the ids of the post-processor (TemplateProcessing `special_tokens.*.ids`, BertProcessing
 /// and RobertaProcessing `cls`/`sep`, nested in `Sequence`) and to `padding.pad_id`; `None` from `f` is an
 /// error naming the id.
-fn remap_special_ids(
-    j: &mut Value,
-    f: &mut dyn FnMut(u32) -> Option<u32>,
-) -> Result<(), String> {
+fn remap_special_ids(j: &mut Value, f: &mut dyn FnMut(u32) -> Option<u32>) -> Result<(), String> {
     let mut one = |v: &mut Value, what: &str| -> Result<(), String> {
         let Some(id) = v.as_u64() else {
             return Ok(());
@@ -473,11 +486,12 @@ mod tests {
 
     #[test]
     fn alphabet_has_both_forms_of_each_corpus_character() {
-        let vocab: HashMap<String, u32> = ["[UNK]", "ab", "a", "##a", "b", "##b", "c", "##c", "##d"]
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.to_string(), i as u32))
-            .collect();
+        let vocab: HashMap<String, u32> =
+            ["[UNK]", "ab", "a", "##a", "b", "##b", "c", "##c", "##d"]
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.to_string(), i as u32))
+                .collect();
         // the corpus produced "ab" and "##d"; [UNK] is special and contributes no characters
         let mut counts = vec![0u64; vocab.len()];
         counts[0] = 3;

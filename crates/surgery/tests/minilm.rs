@@ -134,7 +134,10 @@ fn minilm_vocabulary_trimmed_on_pairs_is_exact_for_in_vocabulary_texts() {
         v.before, v.after, v.special, v.alphabet, v.coverage, v.corpus_tokens, v.distinct
     );
     assert_eq!(v.before, 30522);
-    assert!(v.after < v.distinct + v.special + v.alphabet && v.after > 1000, "{v:?}");
+    assert!(
+        v.after < v.distinct + v.special + v.alphabet && v.after > 1000,
+        "{v:?}"
+    );
     assert!(v.coverage < 1.0 && v.coverage > 0.9, "{v:?}");
     assert_eq!(
         r.before.params.total - r.after.params.total,
@@ -146,7 +149,12 @@ fn minilm_vocabulary_trimmed_on_pairs_is_exact_for_in_vocabulary_texts() {
     let orig = Encoder::<B>::load(&model, &dev).unwrap();
     let cut = Encoder::<B>::load(&out, &dev).unwrap();
     let pieces = |enc: &Encoder<B>, t: &str| -> Vec<String> {
-        enc.tokenizer.inner().encode(t, false).unwrap().get_tokens().to_vec()
+        enc.tokenizer
+            .inner()
+            .encode(t, false)
+            .unwrap()
+            .get_tokens()
+            .to_vec()
     };
     let (mut inside, mut outside) = (vec![], vec![]);
     for &l in &lines[..300] {
@@ -166,7 +174,8 @@ fn minilm_vocabulary_trimmed_on_pairs_is_exact_for_in_vocabulary_texts() {
     }
     let batch_hidden = |enc: &Encoder<B>, texts: &[&str]| {
         let toks = enc.tokenize(texts, 128).unwrap();
-        let b = sekator_model::TokenBatch::new(&toks.iter().collect::<Vec<_>>(), enc.tokenizer.pad_id);
+        let b =
+            sekator_model::TokenBatch::new(&toks.iter().collect::<Vec<_>>(), enc.tokenizer.pad_id);
         sekator_model::layers::to_vec(&enc.forward(&b, None).0)
     };
     let d = max_diff(

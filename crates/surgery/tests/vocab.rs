@@ -158,12 +158,20 @@ fn in_vocabulary_texts_embed_exactly_and_other_words_are_respelled_or_unknown() 
             .map(|(n, &o)| (o, n as u32))
             .collect()
     };
-    let texts = ["the cat plays.", "the ring, the cat", "cat", "a cat, the ring."];
+    let texts = [
+        "the cat plays.",
+        "the ring, the cat",
+        "cat",
+        "a cat, the ring.",
+    ];
     for text in texts {
         let old: Vec<u32> = ids(&orig.tokenizer, text).iter().map(|i| map[i]).collect();
         assert_eq!(ids(t, text), old, "{text}");
     }
-    let d = max_diff(&hidden_of(&orig, &texts, None), &hidden_of(&cut, &texts, None));
+    let d = max_diff(
+        &hidden_of(&orig, &texts, None),
+        &hidden_of(&cut, &texts, None),
+    );
     println!("tiny tokenizer.json model, in-vocabulary texts: max |diff| = {d:e}");
     assert!(d <= 1e-6, "{d}");
 
@@ -172,7 +180,10 @@ fn in_vocabulary_texts_embed_exactly_and_other_words_are_respelled_or_unknown() 
     assert_eq!(pieces(t, "playing"), ["play", "##i", "##n", "##g"]);
     assert_eq!(pieces(&orig.tokenizer, "quick"), ["qu", "##ick"]);
     assert_eq!(pieces(t, "quick"), ["[UNK]"]);
-    let d = max_diff(&hidden_of(&orig, &["the"], None), &hidden_of(&cut, &["the"], None));
+    let d = max_diff(
+        &hidden_of(&orig, &["the"], None),
+        &hidden_of(&cut, &["the"], None),
+    );
     assert!(d <= 1e-6);
 
     // The files agree: vocab.txt in new-id order, tokenizer.json's ids, embedding rows = vocab_size.
@@ -199,8 +210,7 @@ fn in_vocabulary_texts_embed_exactly_and_other_words_are_respelled_or_unknown() 
         serde_json::from_str(&std::fs::read_to_string(out.join("size.json")).unwrap()).unwrap();
     assert_eq!(size["vocab"]["after"], 37);
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     let key = format!("vocab_from:{}", corpus.display());
     assert_eq!(
         manifest["inputs"][&key].as_str(),
@@ -251,7 +261,10 @@ fn vocab_size_keeps_the_most_frequent_tokens_and_reports_coverage() {
         ["p", "##l", "##a", "##y", "##s"]
     );
     let texts = ["the cat", "cat, the cat."];
-    let d = max_diff(&hidden_of(&orig, &texts, None), &hidden_of(&cut, &texts, None));
+    let d = max_diff(
+        &hidden_of(&orig, &texts, None),
+        &hidden_of(&cut, &texts, None),
+    );
     assert!(d <= 1e-6, "{d}");
     // a dry run reports the same sizes without writing
     let mut dry = trim_opts(&model, &tmp.path().join("dry"), &corpus, Some(35));
@@ -335,8 +348,7 @@ fn a_corpus_that_covers_nothing_or_a_size_below_the_specials_is_one_clear_error(
         let f = f.to_string_lossy().to_string();
         let e = error_line(&surgery(&[&base[..], &["--vocab-from", &f]].concat()));
         assert!(
-            e.contains(&format!("--vocab-from {f}: covers nothing"))
-                && e.contains("one per line"),
+            e.contains(&format!("--vocab-from {f}: covers nothing")) && e.contains("one per line"),
             "{e}"
         );
     }
