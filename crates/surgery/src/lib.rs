@@ -275,12 +275,16 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         .shape("pooler.dense.weight")
         .is_some();
     let before = size::of_dir(&opts.model, &cfg, has_pooler)?;
-    let trim = match &opts.vocab {
-        Some(v) => Some(vocab::choose(&opts.model, &cfg, v)?),
-        None => None,
+    // Tokenising the corpus takes a while: not before an up-to-date output is recognised.
+    let choose_vocab = || {
+        opts.vocab
+            .as_ref()
+            .map(|v| vocab::choose(&opts.model, &cfg, v))
+            .transpose()
     };
 
     if opts.dry_run {
+        let trim = choose_vocab()?;
         if steps > 1 {
             tracing::info!("--dry-run with --steps {steps}: showing the first step's plan only");
         }
@@ -334,6 +338,8 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
             )));
         }
     }
+
+    let trim = choose_vocab()?;
 
     // 3. Cut, step by step.
     let tmp = TempDir(Some(sibling(&out, "surgery")));
