@@ -70,3 +70,28 @@ fn no_pooler_tanh_gelu_and_relu() {
         assert!(d <= 1e-5, "{act}: hidden differs by {d}");
     }
 }
+
+/// A trimmed vocabulary (`surgery --vocab-from`): 23 word-embedding rows instead of 160, ids up to 22.
+#[test]
+fn trimmed_vocabulary() {
+    use sekator_model::weights::RandomWeights;
+    use sekator_model::{write_model_dir, BertModel, Cpu};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny_config(2);
+    cfg.vocab_size = 23;
+    let model =
+        BertModel::<Cpu>::load(&cfg, &mut RandomWeights::new(12), &Default::default()).unwrap();
+    write_model_dir(dir.path(), &cfg, &model.export(), None, true).unwrap();
+    let opts = OnnxOptions {
+        int8: false,
+        overwrite: false,
+    };
+    let report = onnx::export_dir(dir.path(), &opts).unwrap();
+    let b = Batch::new(&LENS, cfg.vocab_size);
+    assert!(b.ids.iter().any(|&i| i >= 20) && b.ids.iter().all(|&i| i < 23));
+    let (hidden, _) = burn_outputs(dir.path(), &b);
+    let outs = tract_outputs(&report.f32.path, &b);
+    let d = max_diff_real(&outs[0].1, &hidden, &b, cfg.hidden_size);
+    eprintln!("f32 trimmed vocabulary (23 rows): max |diff| hidden {d:e}");
+    assert!(d <= 1e-5, "hidden differs by {d}");
+}

@@ -123,6 +123,17 @@ impl TextTokenizer {
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
+
+    /// The underlying `tokenizers` pipeline (padding and truncation off), for callers that need the
+    /// vocabulary or encodings without special tokens (surgery's vocabulary trimming).
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
+    /// The file the tokenizer was loaded from (`tokenizer.json` or `vocab.txt`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Keeps the first `max_length - 1` tokens and the final special token, as transformers' `truncation=True`.

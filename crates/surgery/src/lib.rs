@@ -7,6 +7,7 @@
 //! - [`importance`]: reading the importance stage's output;
 //! - [`slice`]: cutting rows and columns; [`layers`]: dropping layers;
 //! - [`size`]: parameters, file size, FLOPs per token and measured CPU time, before and after;
+//! - [`vocab`]: vocabulary trimming (`--vocab-from`): the tokens a corpus needs, the tokenizer rebuilt;
 //! - [`run`]: the whole stage (plan, cut, write atomically with `plan.json`, `size.json`, `manifest.json`).
 
 pub mod card;
@@ -17,6 +18,7 @@ pub mod layers;
 pub mod plan;
 pub mod size;
 pub mod slice;
+pub mod vocab;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ pub use checkpoint::Checkpoint;
 pub use error::SurgeryError;
 pub use plan::{Count, Limits, Plan, Resolved, Rule, Scores, Targets};
 pub use size::{BenchOptions, Report, SizeReport};
+pub use vocab::VocabOptions;
 
 pub const PLAN_FILE: &str = "plan.json";
 pub use size::SIZE_FILE;
@@ -80,6 +83,8 @@ pub struct Options {
     pub bench: Option<BenchOptions>,
     /// What is exported beside the checkpoint (ONNX f32 / int8).
     pub export: ExportOptions,
+    /// Trim the vocabulary to what this corpus needs (independent of the head/FFN/layer cuts).
+    pub vocab: Option<VocabOptions>,
 }
 
 /// The portable files written beside the cut checkpoint (the model card and remote code always are).
@@ -125,6 +130,16 @@ struct StageConfig {
     force: bool,
     #[serde(default)]
     export: ExportOptions,
+    /// Absent without `--vocab-from`, so manifests of untrimmed runs stay as they were; the corpus files
+    /// themselves are inputs (`vocab_from:PATH` -> content hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vocab: Option<VocabSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct VocabSettings {
+    vocab_size: Option<usize>,
+    min_count: u64,
 }
 
 /// Removes a temporary directory unless disarmed (failed runs leave nothing behind).
@@ -203,6 +218,9 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
             (Plan::default(), None, None)
         }
     };
+    for f in opts.vocab.iter().flat_map(|v| &v.from) {
+        inputs.insert(format!("vocab_from:{}", f.display()), file_hash(f)?);
+    }
     if first_plan.keep_layers.is_some() && opts.keep_layers.is_some() {
         return Err(SurgeryError::Plan(
             "keep_layers is given both in the plan file and by --keep-layers".into(),
@@ -230,6 +248,10 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         steps,
         force: opts.force,
         export: opts.export,
+        vocab: opts.vocab.as_ref().map(|v| VocabSettings {
+            vocab_size: v.size,
+            min_count: v.min_count,
+        }),
     };
     let mut manifest = Manifest::new(
         STAGE,
@@ -253,17 +275,31 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         .shape("pooler.dense.weight")
         .is_some();
     let before = size::of_dir(&opts.model, &cfg, has_pooler)?;
+    // Tokenising the corpus takes a while: not before an up-to-date output is recognised.
+    let choose_vocab = || {
+        opts.vocab
+            .as_ref()
+            .map(|v| vocab::choose(&opts.model, &cfg, v))
+            .transpose()
+    };
 
     if opts.dry_run {
+        let trim = choose_vocab()?;
         if steps > 1 {
             tracing::info!("--dry-run with --steps {steps}: showing the first step's plan only");
         }
-        let after = SizeReport::analytic(&slice::planned_config(&cfg, &resolved), has_pooler);
+        let mut planned = slice::planned_config(&cfg, &resolved);
+        if let Some(t) = &trim {
+            planned.vocab_size = t.kept.len();
+        }
+        let after = SizeReport::analytic(&planned, has_pooler);
         let plan = resolved.to_plan();
+        let mut report = Report::new(before, after, None);
+        report.vocab = trim.map(|t| t.report);
         return Ok(Outcome {
             plan: plan.clone(),
             step_plans: vec![plan],
-            report: Report::new(before, after, None),
+            report,
             out: None,
             up_to_date: false,
         });
@@ -302,6 +338,8 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
             )));
         }
     }
+
+    let trim = choose_vocab()?;
 
     // 3. Cut, step by step.
     let tmp = TempDir(Some(sibling(&out, "surgery")));
@@ -344,7 +382,13 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         }
     }
     total.keep_layers = keep_layers.clone();
+    if let Some(t) = &trim {
+        vocab::apply(&mut ck, t)?;
+    }
     ck.write(tmp.path(), Some(&opts.model), true)?;
+    if let Some(t) = &trim {
+        vocab::write_tokenizer(&opts.model, tmp.path(), t)?;
+    }
 
     // 4. Sizes (and timing) before and after, from the written files.
     let after_cfg = read_config(tmp.path())?;
@@ -368,7 +412,8 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         }
         _ => None,
     };
-    let report = Report::new(before, after, bench);
+    let mut report = Report::new(before, after, bench);
+    report.vocab = trim.map(|t| t.report);
     write_atomic(&tmp.path().join(PLAN_FILE), total.to_json().as_bytes())?;
     report.write(tmp.path())?;
     manifest.seconds = t0.elapsed().as_secs_f64();
@@ -380,6 +425,7 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         "ffn_removed": count_units(&total.ffn),
         "step_plans": step_plans,
         "skipped_tensors": ck.skipped,
+        "vocab": report.vocab,
     });
     card::write(tmp.path(), &opts.model, &cfg, &report, &total)?;
     if opts.export.onnx {

@@ -32,16 +32,29 @@ PLANS
   Every layer keeps at least --min-heads heads and --min-ffn neurons; an explicit plan that would leave less
   is refused with the layer named. Whole layers go with --keep-layers (the layer-dropping baseline).
 
+VOCABULARY (--vocab-from FILE,...; independent of the cuts above, combines with them)
+  The files (one text per line) are tokenised by the model's own tokenizer. Kept: the special and added
+  tokens, every single character the corpus's tokens contain (as a word-initial piece and as ##piece), and
+  the corpus's tokens, most frequent first, down to --min-count K and up to --vocab-size N in all. Kept
+  tokens keep their original order; the word-embedding rows are sliced to match and tokenizer.json,
+  vocab.txt and config.json (vocab_size, pad_token_id) are rewritten with the new ids. A text whose tokens
+  all survive embeds exactly as before. Any other word is re-spelled with the kept pieces (WordPiece's
+  greedy longest match, e.g. `playing` = play ##i ##n ##g once ##ing is gone); a word with a character
+  outside the kept ones becomes [UNK]. size.json records the vocabulary before and after and the share of
+  corpus tokens the kept ones cover.
+
 OUTPUT (written to a temporary sibling of OUT, then renamed into place)
   OUT/config.json, model.safetensors   the smaller checkpoint (pruned_heads merged, intermediate_size[s])
   OUT/<tokenizer files>                copied from --model, with the sentence-transformers files
+                                       (tokenizer.json, vocab.txt rebuilt for the new ids with --vocab-from)
   OUT/configuration_sekator_bert.py,   remote code + config.json auto_map when layers differ in heads or FFN
   OUT/modeling_sekator_bert.py         width (load with trust_remote_code=True); a plain BertModel otherwise
   OUT/README.md, sekator_card.json     the model card: base model, plan per layer, sizes, how to load it
   OUT/onnx/model.onnx, model_qint8.onnx  ONNX (opset 17) f32 and dynamic int8 (unless --no-onnx/--no-int8)
   OUT/plan.json                        the applied plan (all steps merged), original indices
   OUT/size.json                        params total / encoder / embeddings, file size, FLOPs per token at
-                                       sequence length 128, measured CPU ms/text; before, after and ratios
+                                       sequence length 128, measured CPU ms/text; before, after and ratios;
+                                       the vocabulary before/after and its corpus coverage (--vocab-from)
   OUT/manifest.json                    settings, input hashes, results
   An existing OUT is replaced only with --overwrite; if its manifest shows the same inputs and settings,
   the run reports it as up to date and exits 0.
@@ -50,7 +63,8 @@ EXAMPLES
   surgery --model data/models/all-MiniLM-L6-v2 --importance runs/x/importance --out runs/x/pruned
   surgery --model M --importance I --heads-ratio 0.5 --ffn-ratio 0.5 --out OUT
   surgery --model M --plan my_plan.json --dry-run
-  surgery --model M --keep-layers 0,2,4 --out OUT";
+  surgery --model M --keep-layers 0,2,4 --out OUT
+  surgery --model M --vocab-from texts.txt --vocab-size 8000 --out OUT";
 
 /// Cut attention heads, FFN neurons or whole layers out of a BERT checkpoint and write a smaller Hugging Face
 /// checkpoint (loads in transformers / sentence-transformers, with its own code when layers are uneven), its
@@ -120,6 +134,16 @@ struct Args {
     /// Export the f32 ONNX model only, no int8 variant.
     #[arg(long)]
     no_int8: bool,
+    /// Trim the vocabulary to the tokens these files (one text per line; comma-separated or repeated) need,
+    /// see VOCABULARY below.
+    #[arg(long, value_name = "FILE", value_delimiter = ',')]
+    vocab_from: Vec<PathBuf>,
+    /// Keep at most N tokens in all (special tokens and single characters included), the most frequent.
+    #[arg(long, value_name = "N", requires = "vocab_from")]
+    vocab_size: Option<usize>,
+    /// Drop corpus tokens seen fewer than K times (special tokens and single characters stay) [default: 1].
+    #[arg(long, value_name = "K", requires = "vocab_from")]
+    min_count: Option<u64>,
 }
 
 fn options(a: &Args) -> Result<Options> {
@@ -139,9 +163,10 @@ fn options(a: &Args) -> Result<Options> {
             },
         },
         (None, Some(p)) => PlanSource::File(p.clone()),
-        (None, None) if a.work.keep_layers.is_some() => PlanSource::None,
+        (None, None) if a.work.keep_layers.is_some() || !a.vocab_from.is_empty() => PlanSource::None,
         (None, None) => bail!(
-            "nothing to cut: give --importance DIR, --plan FILE.json or --keep-layers (see --help)"
+            "nothing to cut: give --importance DIR, --plan FILE.json, --keep-layers or --vocab-from \
+             (see --help)"
         ),
         (Some(_), Some(_)) => unreachable!("clap rejects --importance with --plan"),
     };
@@ -176,6 +201,11 @@ fn options(a: &Args) -> Result<Options> {
             onnx: !a.no_onnx,
             int8: !a.no_int8,
         },
+        vocab: (!a.vocab_from.is_empty()).then(|| sekator_surgery::VocabOptions {
+            from: a.vocab_from.clone(),
+            size: a.vocab_size,
+            min_count: a.min_count.unwrap_or(1),
+        }),
     })
 }
 
@@ -246,6 +276,20 @@ fn real_main() -> Result<()> {
         r.after.params.total,
         r.ratios.params_total
     );
+    if let Some(v) = &r.vocab {
+        println!(
+            "vocabulary: {} -> {} tokens ({} special, {} single-character pieces); the kept tokens cover \
+             {:.2}% of the corpus's {} tokens ({} texts, {} distinct tokens)",
+            v.before,
+            v.after,
+            v.special,
+            v.alphabet,
+            100.0 * v.coverage,
+            v.corpus_tokens,
+            v.texts,
+            v.distinct
+        );
+    }
     if let (Some(s), Some(b)) = (r.ratios.speedup, &r.bench) {
         println!(
             "CPU: {:.2} -> {:.2} ms/text, {:.2}x faster ({} texts, batch {}, {} threads)",

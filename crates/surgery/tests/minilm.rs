@@ -100,3 +100,91 @@ fn minilm_heads_and_ffn_half_is_exact_and_sizes_add_up() {
     assert!(out.join("modules.json").exists() && out.join("1_Pooling/config.json").exists());
     assert!(out.join("tokenizer.json").exists());
 }
+
+/// Vocabulary trimming on the real tokenizer: 2000 en-ru pairs as the corpus, tokens seen once dropped.
+/// Corpus texts made only of kept tokens embed exactly as before; the others are spelled differently.
+#[test]
+fn minilm_vocabulary_trimmed_on_pairs_is_exact_for_in_vocabulary_texts() {
+    let Some(model) = minilm() else {
+        eprintln!("skipped: data/models/all-MiniLM-L6-v2 not present");
+        return;
+    };
+    let pairs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/en-ru/pairs.tsv");
+    let Ok(text) = std::fs::read_to_string(&pairs) else {
+        eprintln!("skipped: data/en-ru/pairs.tsv not present");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let lines: Vec<&str> = text.lines().skip(1).take(2000).collect();
+    let corpus = tmp.path().join("corpus.txt");
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let out = tmp.path().join("trimmed");
+    let mut o = opts(&model, PlanSource::None, &out);
+    o.export.onnx = false;
+    o.vocab = Some(sekator_surgery::VocabOptions {
+        from: vec![corpus],
+        size: None,
+        min_count: 2,
+    });
+    let r = run(&o, None).unwrap().report;
+    let v = r.vocab.clone().unwrap();
+    println!(
+        "MiniLM vocabulary on 2000 pairs, min count 2: {} -> {} tokens ({} special, {} alphabet), \
+         coverage {:.4} of {} tokens ({} distinct)",
+        v.before, v.after, v.special, v.alphabet, v.coverage, v.corpus_tokens, v.distinct
+    );
+    assert_eq!(v.before, 30522);
+    assert!(
+        v.after < v.distinct + v.special + v.alphabet && v.after > 1000,
+        "{v:?}"
+    );
+    assert!(v.coverage < 1.0 && v.coverage > 0.9, "{v:?}");
+    assert_eq!(
+        r.before.params.total - r.after.params.total,
+        (30522 - v.after) * 384
+    );
+    assert_eq!(file_params(&out).unwrap().params, r.after.params.total);
+
+    let dev = Default::default();
+    let orig = Encoder::<B>::load(&model, &dev).unwrap();
+    let cut = Encoder::<B>::load(&out, &dev).unwrap();
+    let pieces = |enc: &Encoder<B>, t: &str| -> Vec<String> {
+        enc.tokenizer
+            .inner()
+            .encode(t, false)
+            .unwrap()
+            .get_tokens()
+            .to_vec()
+    };
+    let (mut inside, mut outside) = (vec![], vec![]);
+    for &l in &lines[..300] {
+        let p = pieces(&orig, l);
+        if p.iter().all(|t| cut.tokenizer.token_to_id(t).is_some()) {
+            inside.push(l);
+        } else {
+            outside.push(l);
+        }
+    }
+    assert!(inside.len() >= 16 && !outside.is_empty());
+    for &l in &inside[..16] {
+        assert_eq!(pieces(&orig, l), pieces(&cut, l), "{l}");
+    }
+    for &l in &outside {
+        assert_ne!(pieces(&orig, l), pieces(&cut, l), "{l}");
+    }
+    let batch_hidden = |enc: &Encoder<B>, texts: &[&str]| {
+        let toks = enc.tokenize(texts, 128).unwrap();
+        let b =
+            sekator_model::TokenBatch::new(&toks.iter().collect::<Vec<_>>(), enc.tokenizer.pad_id);
+        sekator_model::layers::to_vec(&enc.forward(&b, None).0)
+    };
+    let d = max_diff(
+        &batch_hidden(&orig, &inside[..16]),
+        &batch_hidden(&cut, &inside[..16]),
+    );
+    println!(
+        "MiniLM trimmed: {} of 300 corpus lines in vocabulary; max |diff| of 16 = {d:e}",
+        inside.len()
+    );
+    assert!(d <= 1e-6, "{d}");
+}

@@ -191,6 +191,33 @@ pub struct Report {
     pub ratios: Ratios,
     /// `None` when timing was skipped (`--bench-texts 0`, `--dry-run`).
     pub bench: Option<BenchInfo>,
+    /// The vocabulary trimming (`--vocab-from`); absent when the vocabulary was kept whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<VocabReport>,
+}
+
+/// What vocabulary trimming kept, and how much of its corpus the kept tokens cover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VocabReport {
+    /// Word-embedding rows before and after (`vocab_size` in config.json).
+    pub before: usize,
+    pub after: usize,
+    /// Special and added tokens (always kept).
+    pub special: usize,
+    /// Single-character pieces kept so that dropped words can be re-spelled (word-initial and `##` forms).
+    pub alphabet: usize,
+    /// The corpus files (`--vocab-from`), one text per line.
+    pub files: Vec<String>,
+    /// Non-empty lines read.
+    pub texts: usize,
+    /// Token occurrences in the corpus (the model's own tokenizer, no special tokens added).
+    pub corpus_tokens: u64,
+    /// Distinct tokens the corpus produced.
+    pub distinct: usize,
+    /// Occurrences whose token was kept: texts made only of those embed exactly as before.
+    pub covered_tokens: u64,
+    /// `covered_tokens / corpus_tokens`.
+    pub coverage: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,6 +237,7 @@ impl Report {
             after,
             ratios,
             bench,
+            vocab: None,
         }
     }
 }

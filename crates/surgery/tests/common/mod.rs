@@ -81,6 +81,7 @@ pub fn opts(model: &Path, source: PlanSource, out: &Path) -> Options {
         steps: 1,
         bench: None,
         export: Default::default(),
+        vocab: None,
     }
 }
 
