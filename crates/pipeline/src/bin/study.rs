@@ -195,11 +195,16 @@ fn run(a: Args) -> Result<()> {
     }
     let rep = report::gather(&study, &runs)?;
     let out = dir.join("report");
-    let md = report::write(&rep, &out)?;
+    let (md, plotted) = report::write(&rep, &out)?;
     println!("{md}");
     println!(
-        "wrote {}/study.md, study.csv and mean_s_vs_cpu_ms.png ({:.1} min)",
+        "wrote {}/study.md, study.csv{} ({:.1} min)",
         out.display(),
+        if plotted {
+            " and mean_s_vs_cpu_ms.png"
+        } else {
+            " (no plot: no run has a CPU ms/text)"
+        },
         t0.elapsed().as_secs_f64() / 60.0
     );
     Ok(())

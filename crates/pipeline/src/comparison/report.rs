@@ -425,15 +425,23 @@ plan used (empty when not validated or not used).\n\n## Change against the teach
     }
 }
 
-/// Writes `study.md`, `study.csv` and `mean_s_vs_cpu_ms.png` into `out`; returns the Markdown.
-pub fn write(r: &StudyReport, out: &Path) -> Result<String> {
+/// Writes `study.md`, `study.csv` and `mean_s_vs_cpu_ms.png` into `out`; returns the Markdown and whether
+/// the plot was drawn. Without a point to draw (no run measured the speed task) the plot is a warning, and
+/// an older plot is removed so it cannot pass for this report's.
+pub fn write(r: &StudyReport, out: &Path) -> Result<(String, bool)> {
     let md = r.markdown();
     tables::write_csv(&out.join("study.csv"), &mut r.frame()?)?;
     sekator_model::write_atomic(&out.join("study.md"), md.as_bytes())?;
-    if let Err(e) = r.plot(&out.join("mean_s_vs_cpu_ms.png")) {
-        tracing::warn!("{e:#}");
-    }
-    Ok(md)
+    let png = out.join("mean_s_vs_cpu_ms.png");
+    let plotted = match r.plot(&png) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("{e:#}");
+            let _ = std::fs::remove_file(&png);
+            false
+        }
+    };
+    Ok((md, plotted))
 }
 
 #[cfg(test)]
@@ -497,5 +505,33 @@ mod tests {
         assert!(md.contains("| a | -2.0 |"), "{md}");
         let df = r.frame().unwrap();
         assert_eq!(df.height(), 4);
+    }
+
+    #[test]
+    fn the_plot_is_written_only_with_a_speed_to_draw_and_a_stale_one_goes() {
+        let d = tempfile::tempdir().unwrap();
+        let report = |cpu_ms: Option<f64>| {
+            let mut t = measured("teacher", "teacher", 0.5);
+            let mut a = measured("a", "a", 0.49);
+            t.row.cpu_ms = cpu_ms;
+            a.row.cpu_ms = cpu_ms;
+            StudyReport {
+                name: "s".into(),
+                base: "b.toml".into(),
+                plans: vec![plan_stats("teacher", "", &[&t]), plan_stats("a", "", &[&a])],
+                teacher: t,
+                runs: vec![a],
+                pending: vec![],
+            }
+        };
+        let png = d.path().join("mean_s_vs_cpu_ms.png");
+        let (_, plotted) = write(&report(Some(12.0)), d.path()).unwrap();
+        assert!(plotted && std::fs::metadata(&png).unwrap().len() > 0);
+        let (md, plotted) = write(&report(None), d.path()).unwrap();
+        assert!(!plotted && !png.exists());
+        assert!(
+            d.path().join("study.csv").is_file() && md.contains("| a |"),
+            "{md}"
+        );
     }
 }
