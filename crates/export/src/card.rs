@@ -28,6 +28,9 @@ pub struct ModelFacts {
     pub file_bytes: Option<u64>,
     pub heads_per_layer: Vec<usize>,
     pub ffn_per_layer: Vec<usize>,
+    /// Tokens in the vocabulary (`surgery --vocab-from` trims it); absent in cards written before.
+    #[serde(default)]
+    pub vocab_size: Option<usize>,
 }
 
 impl ModelFacts {
@@ -37,6 +40,7 @@ impl ModelFacts {
             name: name.into(),
             heads_per_layer: cfg.heads_per_layer(),
             ffn_per_layer: cfg.ffn_sizes(),
+            vocab_size: Some(cfg.vocab_size),
             ..Default::default()
         }
     }
@@ -215,6 +219,15 @@ fn sizes(s: &mut String, f: &CardFacts) {
         1e6,
         2,
     ));
+    if b.vocab_size != m.vocab_size {
+        s.push_str(&row(
+            "vocabulary (tokens)",
+            b.vocab_size.map(|v| v as f64),
+            m.vocab_size.map(|v| v as f64),
+            1.0,
+            0,
+        ));
+    }
     s.push_str(&row(
         "model.safetensors (MB, f32)",
         b.file_bytes.map(|v| v as f64),
@@ -375,6 +388,7 @@ mod tests {
             file_bytes: Some(90_868_376),
             heads_per_layer: vec![4, 4, 4],
             ffn_per_layer: vec![64, 64, 64],
+            vocab_size: Some(100),
         };
         let model = ModelFacts {
             name: "pruned".into(),
@@ -402,5 +416,14 @@ mod tests {
         // The tokenizer pads (MiniLM's to 128): an ONNX snippet that pooled padding gave cosine 0.37.
         assert!(card.contains("(hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)"));
         assert!(!card.contains("## encodechka"));
+        // the vocabulary row only when it was trimmed
+        assert!(!card.contains("vocabulary (tokens)"));
+        let mut trimmed = f.clone();
+        trimmed.base.vocab_size = Some(400);
+        let card = render(&trimmed, &cfg);
+        assert!(
+            card.contains("| vocabulary (tokens) | 400 | 100 | 4.00x |"),
+            "{card}"
+        );
     }
 }
