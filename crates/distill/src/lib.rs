@@ -18,6 +18,7 @@ pub mod optim;
 pub mod plot;
 pub mod precision;
 pub mod schedule;
+pub mod target_dims;
 pub mod teacher_cache;
 pub mod train;
 

@@ -42,6 +42,7 @@ use crate::metrics::{MetricsLog, Record, TrainRecord};
 use crate::optim::{param_paths, AdamW, AdamWSettings};
 use crate::precision::{self, Precision, PrecisionCheck, ProbeReport};
 use crate::schedule::LrSchedule;
+use crate::target_dims::TargetDims;
 use crate::teacher_cache::{CacheKey, CacheSource, Side, TeacherEmbeddings};
 
 /// How this invocation runs (not part of the run's identity).
@@ -448,8 +449,8 @@ struct Student<B: AutodiffBackend> {
     config: BertConfig,
     pooling: Pooling,
     max_length: usize,
-    /// The embedding size (the teacher's and the student's hidden size: they must be equal).
-    dim: usize,
+    /// The teacher's dimensions the student is trained to match (all, unless width-pruned).
+    dims: TargetDims,
 }
 
 /// Reads both checkpoints' configs and loads the student, refusing pairs distill cannot train.
@@ -473,15 +474,20 @@ fn load_student<B: AutodiffBackend>(
             teacher_dir.display()
         )));
     }
-    if teacher_cfg.hidden_size != student_cfg.hidden_size {
-        return Err(DistillError::Input(format!(
-            "student hidden size {} ({}) differs from the teacher's {} ({}); the MSE targets (pooled and, with w_tokens, per token) need equal sizes and \
-             distill has no projection layer. Distil into a student with the teacher's hidden size (pruning heads \
-             and FFN neurons keeps it)",
-            student_cfg.hidden_size,
+    let dims = TargetDims::of(&teacher_cfg, &student_cfg).map_err(|m| {
+        DistillError::Input(format!(
+            "{m} ({} vs teacher {})",
             student_dir.display(),
-            teacher_cfg.hidden_size,
             teacher_dir.display()
+        ))
+    })?;
+    if cfg.w_tokens > 0.0 && dims.keep.is_some() {
+        return Err(DistillError::Input(format!(
+            "w_tokens > 0 compares token states, but the student ({}) is width-pruned ({} of the teacher's {} \
+             dimensions); set w_tokens = 0 for a width-pruned student",
+            student_dir.display(),
+            dims.dim(),
+            dims.teacher
         )));
     }
     let teacher_pooler = has_pooler(teacher_dir)
@@ -509,7 +515,7 @@ fn load_student<B: AutodiffBackend>(
         config: student_cfg,
         pooling,
         max_length,
-        dim: teacher_cfg.hidden_size,
+        dims,
     })
 }
 
@@ -563,7 +569,8 @@ struct Inputs<'a> {
     max_length: usize,
     data: TrainData,
     cache: TeacherEmbeddings,
-    dim: usize,
+    /// The teacher dimensions the loss compares (the cache holds whole teacher vectors).
+    dims: TargetDims,
     dev: Option<DevSet>,
     hashes: InputHashes,
     /// What every summary says of the inputs (its training fields empty).
@@ -580,7 +587,9 @@ fn prepare<'a, B: AutodiffBackend>(
 ) -> Result<(Inputs<'a>, BertModel<B>)> {
     let (teacher_dir, student_dir, data_path) = (cfg.teacher()?, cfg.student()?, cfg.data()?);
     let student = load_student::<B>(cfg, teacher_dir, student_dir, device)?;
-    let (pooling, max_length, dim) = (student.pooling, student.max_length, student.dim);
+    let (pooling, max_length) = (student.pooling, student.max_length);
+    let dims = student.dims.clone();
+    let dim = dims.teacher;
     let mut data = TrainData::read(data_path, cfg.batch_size, cfg.seed)?;
     tracing::info!(
         "{}: {} pairs ({} malformed lines skipped); pooling {pooling}, max_length {max_length}",
@@ -625,7 +634,8 @@ fn prepare<'a, B: AutodiffBackend>(
     // probes train without evaluation: no dev set
     let dev = match dev_path.as_ref().filter(|_| opts.probe.is_none()) {
         Some(p) => {
-            let (dev, hash, dev_cache) = dev_set::<B::InnerBackend>(cfg, &targets, p, device)?;
+            let (dev, hash, dev_cache) =
+                dev_set::<B::InnerBackend>(cfg, &targets, &dims, p, device)?;
             cache_hit &= dev_cache.hit;
             forward_batches += dev_cache.forward_batches;
             hashes.dev = Some(hash);
@@ -652,7 +662,7 @@ fn prepare<'a, B: AutodiffBackend>(
         max_length,
         data,
         cache,
-        dim,
+        dims,
         dev,
         hashes,
         summary,
@@ -665,6 +675,7 @@ fn prepare<'a, B: AutodiffBackend>(
 fn dev_set<B: Backend>(
     cfg: &DistillConfig,
     targets: &TeacherTargets<'_>,
+    dims: &TargetDims,
     path: &Path,
     device: &B::Device,
 ) -> Result<(DevSet, String, TeacherEmbeddings)> {
@@ -676,10 +687,10 @@ fn dev_set<B: Backend>(
     let cache = targets.open::<B>(format!("{hash}:first:{used}"), &d.pairs, device)?;
     let idx: Vec<usize> = (0..used).collect();
     let dev = DevSet {
-        t_en: cache.gather(Side::En, &idx),
-        t_ru: cache.gather(Side::Ru, &idx),
+        t_en: dims.select(cache.gather(Side::En, &idx)),
+        t_ru: dims.select(cache.gather(Side::Ru, &idx)),
         pairs: d.pairs,
-        dim: targets.dim,
+        dim: dims.dim(),
     };
     Ok((dev, hash, cache))
 }
@@ -1074,8 +1085,14 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
             .teacher
             .as_ref()
             .map(|t| token_term(t, &en, &s_en, device) + token_term(t, &ru, &s_ru, device));
-        let t_en = to_tensor::<B>(inp.cache.gather(Side::En, idx), inp.dim, device);
-        let t_ru = to_tensor::<B>(inp.cache.gather(Side::Ru, idx), inp.dim, device);
+        let target = |side| {
+            to_tensor::<B>(
+                inp.dims.select(inp.cache.gather(side, idx)),
+                inp.dims.dim(),
+                device,
+            )
+        };
+        let (t_en, t_ru) = (target(Side::En), target(Side::Ru));
         let w = &self.loss_weights;
         let parts = distill_loss(s_en.pooled, s_ru.pooled, t_en, t_ru, w);
         Ok(match tokens {

@@ -17,6 +17,7 @@ use crate::benchmark::{evaluate, EvalOptions, ModelReport};
 use crate::model_embedder::ModelEmbedder;
 use crate::npy_embedder::NpyEmbedder;
 use crate::report;
+use crate::static_embedder::StaticEmbedder;
 use crate::tasks::{missing_files, TaskId, TaskInput, SPEED_FILE};
 use sekator_pipeline::sections::EvalWork;
 use sekator_pipeline::tables::{parse_published, PUBLISHED_CSV};
@@ -34,7 +35,8 @@ pub struct Cli {
     /// [eval] section (keys = flag names with `_`), flags given here too override the config.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Hugging Face model directory (config.json, *.safetensors, tokenizer.json); repeatable.
+    /// Hugging Face model directory (config.json, *.safetensors, tokenizer.json), or a static-embedding
+    /// model (`static-embedding`'s output); repeatable.
     #[arg(long = "model", value_name = "DIR")]
     pub models: Vec<PathBuf>,
     /// Vectors exported by scripts/reference/encodechka_reference.py --export; scored without a model
@@ -237,6 +239,18 @@ pub fn run(cli: Cli) -> Result<bool> {
     }
     let device = backend::describe(cli.device);
     for dir in &cli.models {
+        if sekator_model::StaticModel::is_static(dir) {
+            tracing::info!("static model {} (table look-ups on the cpu)", dir.display());
+            let mut r = match StaticEmbedder::load(dir) {
+                Ok(mut e) => evaluate(&mut e, "cpu (look-up)", &inputs, &opts),
+                Err(e) => ModelReport::failed(&dir.display().to_string(), "cpu", format!("{e:#}")),
+            };
+            if let Some(name) = cli.names.get(reports.len() - cli.npy.len()) {
+                r.name = name.clone();
+            }
+            reports.push(r);
+            continue;
+        }
         tracing::info!("model {} on {device}", dir.display());
         let task = EvalModel {
             dir,

@@ -21,5 +21,6 @@ pub mod numpy_rng;
 pub mod report;
 pub mod sgd;
 pub mod splits;
+pub mod static_embedder;
 pub mod tasks;
 pub mod words;

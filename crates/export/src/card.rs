@@ -31,6 +31,9 @@ pub struct ModelFacts {
     /// Tokens in the vocabulary (`surgery --vocab-from` trims it); absent in cards written before.
     #[serde(default)]
     pub vocab_size: Option<usize>,
+    /// Residual-stream width (width pruning narrows it); absent in cards written before.
+    #[serde(default)]
+    pub hidden_size: Option<usize>,
 }
 
 impl ModelFacts {
@@ -41,6 +44,7 @@ impl ModelFacts {
             heads_per_layer: cfg.heads_per_layer(),
             ffn_per_layer: cfg.ffn_sizes(),
             vocab_size: Some(cfg.vocab_size),
+            hidden_size: Some(cfg.hidden_size),
             ..Default::default()
         }
     }
@@ -228,6 +232,15 @@ fn sizes(s: &mut String, f: &CardFacts) {
             0,
         ));
     }
+    if b.hidden_size != m.hidden_size {
+        s.push_str(&row(
+            "hidden size (residual stream)",
+            b.hidden_size.map(|v| v as f64),
+            m.hidden_size.map(|v| v as f64),
+            1.0,
+            0,
+        ));
+    }
     s.push_str(&row(
         "model.safetensors (MB, f32)",
         b.file_bytes.map(|v| v as f64),
@@ -389,6 +402,7 @@ mod tests {
             heads_per_layer: vec![4, 4, 4],
             ffn_per_layer: vec![64, 64, 64],
             vocab_size: Some(100),
+            hidden_size: Some(32),
         };
         let model = ModelFacts {
             name: "pruned".into(),
@@ -423,6 +437,15 @@ mod tests {
         let card = render(&trimmed, &cfg);
         assert!(
             card.contains("| vocabulary (tokens) | 400 | 100 | 4.00x |"),
+            "{card}"
+        );
+        // and the width row only when the residual stream was narrowed
+        assert!(!card.contains("hidden size"));
+        let mut narrowed = f.clone();
+        narrowed.model.hidden_size = Some(16);
+        let card = render(&narrowed, &cfg);
+        assert!(
+            card.contains("| hidden size (residual stream) | 32 | 16 | 2.00x |"),
             "{card}"
         );
     }

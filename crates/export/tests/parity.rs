@@ -95,3 +95,25 @@ fn trimmed_vocabulary() {
     eprintln!("f32 trimmed vocabulary (23 rows): max |diff| hidden {d:e}");
     assert!(d <= 1e-5, "hidden differs by {d}");
 }
+
+/// A width-pruned model (`surgery` plan `hidden`): residual stream 32 -> 20 wide, heads still 8 wide (so
+/// `head_dim` differs from `hidden_size / num_attention_heads`), uneven heads and FFN, pooler.
+#[test]
+fn width_pruned_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = uneven_config();
+    cfg.add_pruned_hidden(&(0..32).filter(|d| d % 3 == 1).collect::<Vec<_>>()[..]);
+    cfg.add_pruned_hidden(&[0, 31]);
+    assert_eq!((cfg.hidden_size, cfg.head_dim()), (20, 8));
+    write_model(dir.path(), &cfg, 13, true);
+    let report = onnx::export_dir(dir.path(), &OnnxOptions::default()).unwrap();
+    let b = Batch::new(&LENS, cfg.vocab_size);
+    let h = cfg.hidden_size;
+    let (hidden, pooled) = burn_outputs(dir.path(), &b);
+    let outs = tract_outputs(&report.f32.path, &b);
+    assert_eq!(outs[0].0, vec![b.batch, b.seq, h]);
+    let d_hidden = max_diff_real(&outs[0].1, &hidden, &b, h);
+    let d_pool = max_diff(&outs[1].1, &pooled.unwrap());
+    eprintln!("f32 width-pruned (hidden 20, heads of 8): max |diff| hidden {d_hidden:e}, pooler {d_pool:e}");
+    assert!(d_hidden <= 1e-5 && d_pool <= 1e-5, "{d_hidden} {d_pool}");
+}

@@ -80,6 +80,8 @@ pub struct ImportanceOptions {
     pub seed: u64,
     /// Number of heads for the ablation check (0: none).
     pub validate: usize,
+    /// Score the residual-stream dimensions too (width pruning).
+    pub hidden: bool,
     /// Show progress bars on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
 }
@@ -99,6 +101,7 @@ impl Default for ImportanceOptions {
             max_length: 128,
             seed: 0,
             validate: 0,
+            hidden: false,
             progress: true,
         }
     }
@@ -131,6 +134,12 @@ impl ImportanceOptions {
         if self.samples == 0 {
             return bad("--samples must be at least 1".into());
         }
+        if self.hidden && self.criterion == Criterion::Magnitude {
+            return bad(
+                "--hidden scores dimensions by their gradients: use --criterion taylor or fisher"
+                    .into(),
+            );
+        }
         if !(self.scale.is_finite() && self.scale > 0.0) {
             return bad(format!("--scale {}: must be a positive number", self.scale));
         }
@@ -154,6 +163,8 @@ pub struct Accumulated {
     pub heads: Vec<Vec<f64>>,
     /// `[layer][current neuron]`.
     pub ffn: Vec<Vec<f64>>,
+    /// `[current residual-stream dimension]`; empty unless scored.
+    pub hidden: Vec<f64>,
     pub mean_loss: f64,
     pub batches: usize,
     pub seconds: f64,
@@ -161,8 +172,8 @@ pub struct Accumulated {
     pub first_batch_seconds: f64,
 }
 
-/// Sums `|g|` (taylor) or `g²` (fisher) of the mask gradients over `batches`, in order, in f64.
-/// `progress` gets the number of pairs done after each batch.
+/// Sums `|g|` (taylor) or `g²` (fisher) of the mask gradients over `batches`, in order, in f64; with
+/// `hidden`, of the residual-stream mask too. `progress` gets the number of pairs done after each batch.
 ///
 /// Panics with `Criterion::Magnitude`, which takes no gradients ([`magnitude::magnitudes`]).
 pub fn accumulate<B: AutodiffBackend>(
@@ -170,6 +181,7 @@ pub fn accumulate<B: AutodiffBackend>(
     batches: &[PreparedBatch],
     spec: &LossSpec,
     criterion: Criterion,
+    hidden: bool,
     device: &B::Device,
     mut progress: impl FnMut(usize),
 ) -> Accumulated {
@@ -180,6 +192,8 @@ pub fn accumulate<B: AutodiffBackend>(
     );
     let mut heads: Vec<Vec<f64>> = model.num_heads().iter().map(|&n| vec![0.0; n]).collect();
     let mut ffn: Vec<Vec<f64>> = model.ffn_sizes().iter().map(|&n| vec![0.0; n]).collect();
+    let width = model.embeddings.word_embeddings.weight.dims()[1];
+    let mut dims = vec![0.0; if hidden { width } else { 0 }];
     let f = |g: f32| match criterion {
         Criterion::Taylor => (g as f64).abs(),
         Criterion::Fisher => (g as f64) * (g as f64),
@@ -194,7 +208,7 @@ pub fn accumulate<B: AutodiffBackend>(
     backend::in_flight(
         batches.len(),
         backend::concurrent_batches::<B>(),
-        |i| loss::mask_gradients(model, &batches[i], spec, device),
+        |i| loss::mask_gradients(model, &batches[i], spec, hidden, device),
         |i, g| {
             if done == 0 {
                 first = t0.elapsed().as_secs_f64();
@@ -210,6 +224,7 @@ pub fn accumulate<B: AutodiffBackend>(
             .iter_mut()
             .zip(&g.heads)
             .chain(ffn.iter_mut().zip(&g.ffn))
+            .chain(std::iter::once((&mut dims, &g.hidden)))
         {
             for (a, &x) in acc.iter_mut().zip(grad) {
                 *a += f(x);
@@ -220,6 +235,7 @@ pub fn accumulate<B: AutodiffBackend>(
     Accumulated {
         heads,
         ffn,
+        hidden: dims,
         mean_loss: loss_sum / batches.len().max(1) as f64,
         batches: batches.len(),
         seconds: t0.elapsed().as_secs_f64(),
@@ -354,9 +370,15 @@ impl AutodiffTask for ScoreTask<'_> {
             magnitude_acc(self.model_dir, &enc.config)?
         } else {
             let bar = progress_bar(o.progress, self.pairs.len() as u64, "pairs", "gradients");
-            let acc = accumulate(&enc.model, &batches, &spec, o.criterion, &device, |n| {
-                bar.set_position(n as u64)
-            });
+            let acc = accumulate(
+                &enc.model,
+                &batches,
+                &spec,
+                o.criterion,
+                o.hidden,
+                &device,
+                |n| bar.set_position(n as u64),
+            );
             bar.finish_and_clear();
             acc
         };
@@ -431,6 +453,7 @@ fn magnitude_acc(model_dir: &Path, cfg: &BertConfig) -> Result<Accumulated, Impo
     Ok(Accumulated {
         heads,
         ffn,
+        hidden: Vec::new(),
         mean_loss: 0.0,
         batches: 0,
         seconds: 0.0,
@@ -509,6 +532,7 @@ struct Placed {
     head_present: Vec<Vec<bool>>,
     heads_raw: Vec<Vec<f64>>,
     ffn: Vec<Vec<f32>>,
+    hidden: Vec<f32>,
 }
 
 fn place(cfg: &BertConfig, acc: &Accumulated, how: Normalize) -> Placed {
@@ -516,6 +540,9 @@ fn place(cfg: &BertConfig, acc: &Accumulated, how: Normalize) -> Placed {
     let mut ffn_norm = acc.ffn.clone();
     scores::normalize(&mut heads_norm, how);
     scores::normalize(&mut ffn_norm, how);
+    // one vector shared by all layers: normalised on its own (as one layer)
+    let mut hidden_norm = vec![acc.hidden.clone()];
+    scores::normalize(&mut hidden_norm, how);
     let (layers, nh) = (cfg.num_hidden_layers, cfg.num_attention_heads);
     let mut p = Placed {
         heads: vec![vec![0.0; nh]; layers],
@@ -525,6 +552,7 @@ fn place(cfg: &BertConfig, acc: &Accumulated, how: Normalize) -> Placed {
             .iter()
             .map(|v| v.iter().map(|&x| x as f32).collect())
             .collect(),
+        hidden: hidden_norm[0].iter().map(|&x| x as f32).collect(),
     };
     for (l, (norm, raw)) in heads_norm.iter().zip(&acc.heads).enumerate() {
         for (i, h) in cfg.kept_heads(l).into_iter().enumerate() {
@@ -625,6 +653,7 @@ pub fn score(
         num_hidden_layers: cfg.num_hidden_layers,
         num_attention_heads: cfg.num_attention_heads,
         ffn_sizes: cfg.ffn_sizes(),
+        hidden: opts.hidden,
         mean_loss: acc.mean_loss,
         seconds: t0.elapsed().as_secs_f64(),
         grad_seconds: acc.seconds,
@@ -644,6 +673,7 @@ pub fn score(
         heads: placed.heads,
         head_present: placed.head_present,
         ffn: placed.ffn,
+        hidden: placed.hidden,
         meta,
     })
 }
@@ -660,6 +690,7 @@ pub fn expected_manifest(
         "loss": opts.loss, "scale": opts.scale, "pooling": pooling, "criterion": opts.criterion,
         "normalize": opts.normalize, "samples": opts.samples, "batch_size": opts.batch_size,
         "max_length": opts.max_length, "seed": opts.seed, "validate": opts.validate,
+        "hidden": opts.hidden,
     });
     let mut inputs = std::collections::BTreeMap::new();
     inputs.insert("checkpoint".to_string(), checkpoint_hash(model_dir).ok()?);

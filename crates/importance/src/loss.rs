@@ -115,8 +115,16 @@ pub fn batch_loss<B: Backend>(
     let embed = |tb: &TokenBatch| {
         let (ids, mask) = tb.tensors::<B>(device);
         let hidden = model.forward(ids, mask.clone(), masks);
-        pooling::pool(model, &hidden, &mask, spec.pooling)
-            .expect("pooling checked when the model was loaded")
+        let pooled = pooling::pool(model, &hidden, &mask, spec.pooling)
+            .expect("pooling checked when the model was loaded");
+        // A cut dimension is gone from the sentence vector too (the pooler's outputs included).
+        match masks.and_then(|m| m.hidden.as_ref()) {
+            Some(m) => {
+                let d = m.dims()[0];
+                pooled * m.clone().reshape([1, d])
+            }
+            None => pooled,
+        }
     };
     let en = embed(&batch.en);
     let ru = embed(&batch.ru);
@@ -145,14 +153,20 @@ pub fn batch_loss<B: Backend>(
     }
 }
 
-/// All-ones masks that require gradients, shaped like `model`.
-pub fn grad_masks<B: AutodiffBackend>(model: &BertModel<B>, device: &B::Device) -> UnitMasks<B> {
+/// All-ones masks that require gradients, shaped like `model`; with `hidden`, a residual-stream mask too.
+pub fn grad_masks<B: AutodiffBackend>(
+    model: &BertModel<B>,
+    hidden: bool,
+    device: &B::Device,
+) -> UnitMasks<B> {
     let m = UnitMasks::<B>::ones(&model.num_heads(), &model.ffn_sizes(), device);
     let rg =
         |v: Vec<Option<Tensor<B, 1>>>| v.into_iter().map(|t| t.map(|t| t.require_grad())).collect();
+    let width = model.embeddings.word_embeddings.weight.dims()[1];
     UnitMasks {
         heads: rg(m.heads),
         ffn: rg(m.ffn),
+        hidden: hidden.then(|| Tensor::ones([width], device).require_grad()),
     }
 }
 
@@ -165,15 +179,19 @@ pub struct MaskGradients {
     pub heads: Vec<Vec<f32>>,
     /// `[layer][current neuron]`.
     pub ffn: Vec<Vec<f32>>,
+    /// `[current residual-stream dimension]`; empty unless asked for.
+    pub hidden: Vec<f32>,
 }
 
+/// With `hidden`, the residual-stream mask's gradient too.
 pub fn mask_gradients<B: AutodiffBackend>(
     model: &BertModel<B>,
     batch: &PreparedBatch,
     spec: &LossSpec,
+    hidden: bool,
     device: &B::Device,
 ) -> MaskGradients {
-    let masks = grad_masks(model, device);
+    let masks = grad_masks(model, hidden, device);
     let loss = batch_loss(model, batch, spec, Some(&masks), device);
     let grads = loss.backward();
     let value = host(loss.inner())[0];
@@ -181,6 +199,7 @@ pub fn mask_gradients<B: AutodiffBackend>(
         .heads
         .iter()
         .chain(masks.ffn.iter())
+        .chain(std::iter::once(&masks.hidden))
         .flatten()
         .collect();
     let sizes: Vec<usize> = all.iter().map(|t| t.dims()[0]).collect();
@@ -210,5 +229,6 @@ pub fn mask_gradients<B: AutodiffBackend>(
         loss: value,
         heads,
         ffn,
+        hidden: split.next().unwrap_or_default(),
     }
 }

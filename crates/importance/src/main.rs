@@ -94,6 +94,7 @@ fn run(a: Args) -> Result<()> {
         max_length: a.work.max_length,
         seed: a.seed,
         validate: a.work.validate,
+        hidden: a.work.hidden,
         progress: !a.quiet,
     };
     opts.check()?;

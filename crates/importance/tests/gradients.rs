@@ -67,7 +67,7 @@ fn check(kind: LossKind, pooling: Pooling) {
         pooling,
     };
     let batch = &batches[0];
-    let g = loss::mask_gradients(&enc.model, batch, &spec, &dev);
+    let g = loss::mask_gradients(&enc.model, batch, &spec, false, &dev);
 
     let inner = enc.model.valid();
     let heads = inner.num_heads();
@@ -183,4 +183,88 @@ fn ranking_loss_is_log_n_for_orthogonal_and_small_for_aligned() {
     let same = Tensor::<B, 2>::ones([4, 4], &dev);
     let l = host(loss::ranking_loss(same.clone(), same, 20.0))[0] as f64;
     assert!((l - 4f64.ln()).abs() < 1e-5, "{l}");
+}
+
+/// The residual-stream (width) mask (`importance --hidden`): its gradient through the masked LayerNorms
+/// and the pooled vector agrees with finite differences, with mean pooling and with the pooler; the head
+/// gradients stay those of the run without it (the hidden mask at ones changes no value).
+#[test]
+fn hidden_mask_gradients_match_finite_differences() {
+    for (pooling, seed) in [(Pooling::Mean, 7), (Pooling::Pooler, 8)] {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = Default::default();
+        let model = dir.path().join("student");
+        let mut w = RandomWeights::new(seed);
+        w.std = WEIGHT_STD;
+        write_random_model_from::<B>(&model, &tiny_config(2), w, &dev).unwrap();
+        let mut enc = Encoder::<AD>::load(&model, &dev).unwrap();
+        enc.model = enc.model.clone().no_grad();
+        let mut batches = loss::prepare_batches(&enc, &common::pairs(8), 8, 32).unwrap();
+        let own = Encoder::<B>::load(&model, &dev).unwrap();
+        loss::add_teacher_targets(&own, &mut batches, pooling);
+        let spec = LossSpec {
+            kind: LossKind::Contrastive,
+            scale: 20.0,
+            pooling,
+        };
+        let batch = &batches[0];
+        let g = loss::mask_gradients(&enc.model, batch, &spec, true, &dev);
+        let plain = loss::mask_gradients(&enc.model, batch, &spec, false, &dev);
+        assert!(plain.hidden.is_empty());
+        assert_eq!(g.hidden.len(), 32);
+        let top = plain
+            .heads
+            .iter()
+            .flatten()
+            .fold(0f32, |m, x| m.max(x.abs()));
+        let dh = g
+            .heads
+            .iter()
+            .flatten()
+            .zip(plain.heads.iter().flatten())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+            / top;
+        assert!(
+            dh <= 1e-4,
+            "head gradients moved by {dh:e} of the largest under the hidden mask"
+        );
+
+        let dev64 = Default::default();
+        let enc64 = Encoder::<B64>::load(&model, &dev64).unwrap();
+        let (nh, nf) = (enc64.model.num_heads(), enc64.model.ffn_sizes());
+        let loss_at = |m: Vec<f32>| -> f64 {
+            let masks = UnitMasks::<B64>::from_values(
+                &vec![vec![]; nh.len()],
+                &vec![vec![]; nf.len()],
+                &dev64,
+            )
+            .with_hidden(sekator_model::layers::tensor1(m, &dev64));
+            loss::batch_loss(&enc64.model, batch, &spec, Some(&masks), &dev64)
+                .into_data()
+                .convert::<f64>()
+                .into_vec::<f64>()
+                .unwrap()[0]
+        };
+        let mut worst = 0.0f64;
+        for d in 0..32 {
+            let fd = richardson(
+                |e| {
+                    let mut p = vec![1.0f32; 32];
+                    p[d] += e;
+                    let mut m = vec![1.0f32; 32];
+                    m[d] -= e;
+                    (loss_at(p) - loss_at(m)) / (2.0 * e as f64)
+                },
+                1e-2,
+            );
+            let ad = g.hidden[d] as f64;
+            let r = rel(ad, fd);
+            worst = worst.max(r);
+            assert!(
+                r <= 1e-2,
+                "{pooling}: dimension {d}: autodiff {ad:.6e}, finite difference {fd:.6e}"
+            );
+        }
+        eprintln!("hidden mask/{pooling}: worst relative error {worst:.2e}");
+    }
 }

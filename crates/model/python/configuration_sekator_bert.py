@@ -1,12 +1,14 @@
 """Config of a BERT encoder pruned by sekator: each layer has its own head count and FFN width.
 
-Why this exists: pruning removes attention heads and FFN neurons per layer, so layers differ in shape.
+Why this exists: pruning removes attention heads and FFN neurons per layer (and residual-stream
+dimensions from all of them), so layers differ in shape.
 Plain `BertConfig` has one head count and one FFN width for all layers, and transformers 5 no longer
 applies `pruned_heads`, so the checkpoint ships this config and `modeling_sekator_bert.py`
 (load with `trust_remote_code=True`).
 
 Shape rules, read by the model:
-* `num_attention_heads` is the ORIGINAL head count; head size = hidden_size // num_attention_heads.
+* `num_attention_heads` is the ORIGINAL head count; head size = `head_dim` when set (width pruning
+  narrows hidden_size but not the heads), else hidden_size // num_attention_heads.
 * `pruned_heads` maps a layer to the ORIGINAL indices of its removed heads (keys int or str).
 * `intermediate_sizes` (optional) is each layer's FFN width; without it every layer has `intermediate_size`.
 """
@@ -32,6 +34,8 @@ class SekatorBertConfig(PreTrainedConfig):
         intermediate_sizes=None,
         pruned_heads=None,
         pruned_ffn=None,
+        head_dim=None,
+        pruned_hidden=None,
         add_pooling_layer=True,
         hidden_act="gelu",
         hidden_dropout_prob=0.1,
@@ -54,6 +58,8 @@ class SekatorBertConfig(PreTrainedConfig):
         # JSON keys are strings; 4.x's PretrainedConfig turns them into ints. Keep ints, drop empty lists.
         self.pruned_heads = {int(k): sorted(int(h) for h in v) for k, v in (pruned_heads or {}).items() if v}
         self.pruned_ffn = pruned_ffn  # informational only: original FFN neuron indices removed
+        self.head_dim = head_dim
+        self.pruned_hidden = pruned_hidden  # informational only: original residual dimensions removed
         self.add_pooling_layer = add_pooling_layer
         self.hidden_act = hidden_act
         self.hidden_dropout_prob = hidden_dropout_prob
@@ -68,6 +74,9 @@ class SekatorBertConfig(PreTrainedConfig):
         self.position_embedding_type = position_embedding_type
         if intermediate_sizes is not None and len(self.intermediate_sizes) != num_hidden_layers:
             raise ValueError(f"intermediate_sizes has {len(self.intermediate_sizes)} entries for {num_hidden_layers} layers")
+
+    def head_size(self):
+        return self.head_dim if self.head_dim else self.hidden_size // self.num_attention_heads
 
     def heads_in_layer(self, i):
         """Heads that layer i still has (the weights hold them in original order)."""

@@ -47,7 +47,7 @@ class SekatorBertSelfAttention(nn.Module):
     def __init__(self, config, num_heads):
         super().__init__()
         self.num_attention_heads = num_heads
-        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.attention_head_size = config.head_size()
         self.all_head_size = num_heads * self.attention_head_size
         self.query = nn.Linear(config.hidden_size, self.all_head_size)
         self.key = nn.Linear(config.hidden_size, self.all_head_size)

@@ -12,7 +12,7 @@ use crate::embeddings::BertEmbeddings;
 use crate::error::ModelError;
 use crate::feed_forward::BertFeedForward;
 use crate::layers::{self, NamedTensor};
-use crate::masks::UnitMasks;
+use crate::masks::{HiddenMask, UnitMasks};
 use crate::weights::WeightSource;
 
 /// HF `encoder.layer.{i}`.
@@ -33,6 +33,8 @@ pub struct BertModel<B: Backend> {
     pub embeddings: BertEmbeddings<B>,
     pub layers: Vec<BertLayer<B>>,
     pub pooler: Option<BertPooler<B>>,
+    /// The config's `layer_norm_eps`, for the hidden-masked LayerNorms ([`HiddenMask`]).
+    pub layer_norm_eps: f64,
 }
 
 impl<B: Backend> BertModel<B> {
@@ -63,6 +65,7 @@ impl<B: Backend> BertModel<B> {
             embeddings,
             layers,
             pooler,
+            layer_norm_eps: cfg.layer_norm_eps,
         })
     }
 
@@ -90,7 +93,13 @@ impl<B: Backend> BertModel<B> {
     ) -> Tensor<B, 3> {
         let [batch, seq] = input_ids.dims();
         let token_types = Tensor::<B, 2, Int>::zeros([batch, seq], &input_ids.device());
-        let mut x = self.embeddings.forward(input_ids, token_types);
+        let hidden = masks
+            .and_then(|m| m.hidden.as_ref())
+            .map(|mask| HiddenMask {
+                mask,
+                eps: self.layer_norm_eps,
+            });
+        let mut x = self.embeddings.forward(input_ids, token_types, hidden);
         // Additive bias: 0 where attended, the dtype's float min where padded (as transformers does;
         // f32::MIN would round to -inf in bf16/f16 and 0 * -inf is NaN).
         let min = burn::tensor::FloatDType::from(attention_mask.dtype())
@@ -109,8 +118,8 @@ impl<B: Backend> BertModel<B> {
         for (l, layer) in self.layers.iter().enumerate() {
             let hm = masks.and_then(|m| m.heads.get(l)).and_then(|t| t.as_ref());
             let fm = masks.and_then(|m| m.ffn.get(l)).and_then(|t| t.as_ref());
-            x = layer.attention.forward(x, bias.clone(), hm);
-            x = layer.feed_forward.forward(x, fm);
+            x = layer.attention.forward(x, bias.clone(), hm, hidden);
+            x = layer.feed_forward.forward(x, fm, hidden);
         }
         x
     }

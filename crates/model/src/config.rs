@@ -3,6 +3,9 @@
 //! Pruned heads follow the Hugging Face convention: `pruned_heads` maps a layer index (as a string) to the
 //! *original* indices of the heads removed from it; the weights then hold only the remaining heads, in their
 //! original order. FFN widths that differ per layer are stored under our own `intermediate_sizes` key.
+//! Width pruning (residual-stream dimensions cut) shrinks `hidden_size` and records the removed original
+//! dimensions under `pruned_hidden`; the head size then no longer follows from `hidden_size /
+//! num_attention_heads` and is written as `head_dim` (the key newer transformers architectures use).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,6 +43,12 @@ pub struct BertConfig {
     /// and importance scores of a re-pruned model speak in the original model's neuron indices.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pruned_ffn: BTreeMap<String, Vec<usize>>,
+    /// Size of one attention head when it is not `hidden_size / num_attention_heads` (after width pruning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    /// Original residual-stream dimensions removed by width pruning, ascending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned_hidden: Vec<usize>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -80,6 +89,8 @@ impl BertConfig {
             pruned_heads: BTreeMap::new(),
             intermediate_sizes: None,
             pruned_ffn: BTreeMap::new(),
+            head_dim: None,
+            pruned_hidden: Vec::new(),
             extra: serde_json::Map::new(),
         }
     }
@@ -100,8 +111,15 @@ impl BertConfig {
 
     /// Checks the invariants the model relies on; returns a message naming the offending key.
     pub fn validate(&self) -> Result<(), String> {
+        if self.hidden_size == 0 {
+            return Err("hidden_size is 0".into());
+        }
+        if self.head_dim == Some(0) {
+            return Err("head_dim is 0".into());
+        }
         if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+            || (self.head_dim.is_none()
+                && !self.hidden_size.is_multiple_of(self.num_attention_heads))
         {
             return Err(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
@@ -136,6 +154,15 @@ impl BertConfig {
                 ));
             }
         }
+        let original = self.original_hidden_size();
+        if let Some(d) = self.pruned_hidden.iter().find(|&&d| d >= original) {
+            return Err(format!(
+                "pruned_hidden names dimension {d}, the original width is {original}"
+            ));
+        }
+        if !self.pruned_hidden.windows(2).all(|w| w[0] < w[1]) {
+            return Err("pruned_hidden must be ascending without repeats".into());
+        }
         if let Some(sizes) = &self.intermediate_sizes {
             if sizes.len() != self.num_hidden_layers {
                 return Err(format!(
@@ -153,7 +180,32 @@ impl BertConfig {
 
     /// Size of one attention head; pruning never changes it.
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+
+    /// Residual-stream width before any width pruning.
+    pub fn original_hidden_size(&self) -> usize {
+        self.hidden_size + self.pruned_hidden.len()
+    }
+
+    /// Original indices of the residual-stream dimensions still present, ascending (the weights' order).
+    pub fn kept_hidden(&self) -> Vec<usize> {
+        (0..self.original_hidden_size())
+            .filter(|d| self.pruned_hidden.binary_search(d).is_err())
+            .collect()
+    }
+
+    /// Records residual-stream dimensions (original indices) as removed and shrinks `hidden_size`, pinning
+    /// `head_dim` so heads keep their size.
+    pub fn add_pruned_hidden(&mut self, dims: &[usize]) {
+        let head_dim = self.head_dim();
+        let before = self.pruned_hidden.len();
+        self.pruned_hidden.extend_from_slice(dims);
+        self.pruned_hidden.sort_unstable();
+        self.pruned_hidden.dedup();
+        self.hidden_size -= self.pruned_hidden.len() - before;
+        self.head_dim = Some(head_dim);
     }
 
     /// Original indices of the heads still present in `layer`, ascending (the order of the weight rows).

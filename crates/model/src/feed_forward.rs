@@ -9,6 +9,7 @@ use crate::config::BertConfig;
 use crate::cpu_kernels;
 use crate::error::ModelError;
 use crate::layers::{self, NamedTensor};
+use crate::masks::{self, HiddenMask};
 use crate::weights::WeightSource;
 
 /// Exact (erf) GELU, BERT's `gelu`.
@@ -71,8 +72,14 @@ impl<B: Backend> BertFeedForward<B> {
         layers::export_layer_norm(&self.layer_norm, &format!("{p}.output.LayerNorm"), out);
     }
 
-    /// `ffn_mask`: optional `[width]` multiplied into the activation output (importance scoring).
-    pub fn forward(&self, x: Tensor<B, 3>, ffn_mask: Option<&Tensor<B, 1>>) -> Tensor<B, 3> {
+    /// `ffn_mask`: optional `[width]` multiplied into the activation output (importance scoring);
+    /// `hidden`: the residual-stream mask, if any (see [`crate::masks`]).
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        ffn_mask: Option<&Tensor<B, 1>>,
+        hidden: Option<HiddenMask<'_, B>>,
+    ) -> Tensor<B, 3> {
         let a = layers::linear_rows(&self.intermediate, x.clone());
         let mut a = match self.act {
             ACT_RELU => relu(a),
@@ -83,7 +90,10 @@ impl<B: Backend> BertFeedForward<B> {
             let w = m.dims()[0];
             a = a * m.clone().reshape([1, 1, w]);
         }
-        self.layer_norm
-            .forward(layers::linear_rows(&self.output, a) + x)
+        masks::norm(
+            &self.layer_norm,
+            layers::linear_rows(&self.output, a) + x,
+            hidden,
+        )
     }
 }

@@ -339,7 +339,13 @@ pub fn write_model_dir(
 /// sha256 over `config.json` and the weights files: identifies a checkpoint's content, not its path.
 pub fn checkpoint_hash(dir: &Path) -> Result<String, ModelError> {
     let mut h = Sha256::new();
-    let mut files = vec![dir.join(CONFIG_FILE)];
+    // a static-embedding model has no config.json: its description file stands in
+    let described = [CONFIG_FILE, crate::static_model::STATIC_FILE]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| dir.join(CONFIG_FILE));
+    let mut files = vec![described];
     let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| ModelError::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))

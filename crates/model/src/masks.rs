@@ -1,9 +1,17 @@
-//! Multiplicative masks on attention heads and FFN neurons, one vector per layer.
+//! Multiplicative masks on attention heads and FFN neurons, one vector per layer, and on the residual
+//! stream's dimensions (one vector shared by all layers).
 //!
 //! All ones leaves the model unchanged; the importance stage differentiates the loss with respect to them
 //! (Michel et al. 2019), and a zero entry equals removing that unit. When no masks are given the model
 //! skips the multiplication entirely, so inference pays nothing for this hook.
+//!
+//! The hidden (width) mask needs more than a product to equal a cut: every LayerNorm sees the residual
+//! stream, and a model with dimension `i` cut out takes its mean and variance over the other dimensions
+//! only. So under a hidden mask each LayerNorm becomes [`HiddenMask::norm`]: statistics weighted by the
+//! mask, output times the mask. With a 0/1 mask that is exactly the cut model (every matrix reading the
+//! stream then sees zeros where the cut removed columns); at all ones it is the plain LayerNorm.
 
+use burn::nn::LayerNorm;
 use burn::tensor::{backend::Backend, Tensor};
 
 #[derive(Debug, Clone)]
@@ -12,6 +20,54 @@ pub struct UnitMasks<B: Backend> {
     pub heads: Vec<Option<Tensor<B, 1>>>,
     /// `ffn[l]`: `[FFN width of layer l]`, or `None`.
     pub ffn: Vec<Option<Tensor<B, 1>>>,
+    /// `[hidden_size]`: one mask on the residual stream, applied at the embedding LayerNorm and every
+    /// layer's two LayerNorms; `None` leaves the width alone.
+    pub hidden: Option<Tensor<B, 1>>,
+}
+
+/// The hidden mask as one LayerNorm applies it (the model's `layer_norm_eps` beside it).
+#[derive(Debug)]
+pub struct HiddenMask<'a, B: Backend> {
+    pub mask: &'a Tensor<B, 1>,
+    pub eps: f64,
+}
+
+// By hand: a derive would require `B: Copy`, and only the reference is copied.
+impl<B: Backend> Clone for HiddenMask<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for HiddenMask<'_, B> {}
+
+impl<B: Backend> HiddenMask<'_, B> {
+    /// `LayerNorm(x)` over the dimensions the mask keeps (mean and variance weighted by it), times the mask.
+    pub fn norm(&self, ln: &LayerNorm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let d = self.mask.dims()[0];
+        let m = self.mask.clone().reshape([1, 1, d]);
+        let kept = self.mask.clone().sum().reshape([1, 1, 1]);
+        let mean = (x.clone() * m.clone()).sum_dim(2) / kept.clone();
+        let centred = x - mean;
+        let var = (centred.clone().powi_scalar(2) * m.clone()).sum_dim(2) / kept;
+        let mut y = centred / var.add_scalar(self.eps).sqrt();
+        y = y * ln.gamma.val().reshape([1, 1, d]);
+        if let Some(b) = &ln.beta {
+            y = y + b.val().reshape([1, 1, d]);
+        }
+        y * m
+    }
+}
+
+/// `ln(x)`, or its masked form when a hidden mask is given.
+pub fn norm<B: Backend>(
+    ln: &LayerNorm<B>,
+    x: Tensor<B, 3>,
+    hidden: Option<HiddenMask<'_, B>>,
+) -> Tensor<B, 3> {
+    match hidden {
+        Some(h) => h.norm(ln, x),
+        None => ln.forward(x),
+    }
 }
 
 impl<B: Backend> UnitMasks<B> {
@@ -26,6 +82,15 @@ impl<B: Backend> UnitMasks<B> {
                 .iter()
                 .map(|&n| Some(Tensor::ones([n], device)))
                 .collect(),
+            hidden: None,
+        }
+    }
+
+    /// The same masks with `hidden` (`[hidden_size]`) on the residual stream.
+    pub fn with_hidden(self, hidden: Tensor<B, 1>) -> Self {
+        Self {
+            hidden: Some(hidden),
+            ..self
         }
     }
 
@@ -36,6 +101,7 @@ impl<B: Backend> UnitMasks<B> {
         Self {
             heads: heads.iter().map(conv).collect(),
             ffn: ffn.iter().map(conv).collect(),
+            hidden: None,
         }
     }
 }

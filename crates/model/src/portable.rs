@@ -33,10 +33,12 @@ const OWNED_KEYS: [&str; 6] = [
     "dtype",
 ];
 
-/// True when plain transformers `BertModel` cannot express the shape: a head removed somewhere, or FFN widths
-/// that differ per layer.
+/// True when plain transformers `BertModel` cannot express the shape: a head removed somewhere, FFN widths
+/// that differ per layer, or a head size other than `hidden_size / num_attention_heads` (width pruning).
 pub fn needs_remote_code(cfg: &BertConfig) -> bool {
-    cfg.pruned_heads.values().any(|h| !h.is_empty()) || cfg.intermediate_sizes.is_some()
+    cfg.pruned_heads.values().any(|h| !h.is_empty())
+        || cfg.intermediate_sizes.is_some()
+        || cfg.head_dim() * cfg.num_attention_heads != cfg.hidden_size
 }
 
 /// The config to write for a checkpoint with (or without) pooler weights.
@@ -142,6 +144,18 @@ mod tests {
         let mut f = base();
         f.set_ffn_sizes(vec![10, 20]);
         assert!(needs_remote_code(&portable_config(&f, true)));
+        // So does a residual stream narrower than the heads (width pruning: 32 -> 28, heads of 8).
+        let mut w = base();
+        w.add_pruned_hidden(&[0, 5, 9, 31, 31]);
+        assert_eq!(
+            (w.hidden_size, w.head_dim(), w.kept_hidden().len()),
+            (28, 8, 28)
+        );
+        let wp = portable_config(&w, true);
+        assert!(needs_remote_code(&wp));
+        assert_eq!(wp.extra["model_type"], json!(MODEL_TYPE));
+        let text = serde_json::to_string(&wp).unwrap();
+        assert!(text.contains("\"head_dim\":8") && text.contains("\"pruned_hidden\":[0,5,9,31]"));
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct ImportanceWork {
     /// (forward only, same batches) and report the Spearman correlation with the scores.
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub validate: usize,
+    /// Also score every residual-stream dimension (one mask shared by all layers, at the embedding and
+    /// every LayerNorm), for `surgery --hidden-ratio` (width pruning). Gradient criteria only.
+    #[arg(long)]
+    pub hidden: bool,
 }
 
 /// `[surgery]`: what is cut, and in how many re-scored steps.
@@ -48,6 +52,11 @@ pub struct SurgeryWork {
     /// Apply --ffn-ratio to every layer separately instead of across layers.
     #[arg(long, requires = "importance")]
     pub ffn_uniform: bool,
+    /// Fraction of the residual-stream dimensions to remove from the whole model, least important first
+    /// (width pruning: embeddings, every layer's inputs and outputs, LayerNorms, pooler; head size stays).
+    /// Needs importance scores made with `importance --hidden`.
+    #[arg(long, value_name = "R", requires = "importance", default_value_t = 0.0)]
+    pub hidden_ratio: f64,
     /// Keep only these layers (ascending, comma-separated), after any head/FFN cuts: layer dropping.
     #[arg(long, value_name = "L,L,...", value_delimiter = ',')]
     pub keep_layers: Option<Vec<usize>>,

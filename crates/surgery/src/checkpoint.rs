@@ -107,7 +107,7 @@ impl Checkpoint {
             let inner = c.kept_heads(l).len() * hd;
             let a = format!("encoder.layer.{l}.attention");
             let f = format!("encoder.layer.{l}");
-            let expect: [(String, Vec<usize>); 10] = [
+            let expect: [(String, Vec<usize>); 14] = [
                 (format!("{a}.self.query.weight"), vec![inner, h]),
                 (format!("{a}.self.query.bias"), vec![inner]),
                 (format!("{a}.self.key.weight"), vec![inner, h]),
@@ -118,16 +118,35 @@ impl Checkpoint {
                 (format!("{f}.intermediate.dense.weight"), vec![w, h]),
                 (format!("{f}.intermediate.dense.bias"), vec![w]),
                 (format!("{f}.output.dense.weight"), vec![h, w]),
+                (format!("{f}.output.dense.bias"), vec![h]),
+                (format!("{a}.output.dense.bias"), vec![h]),
+                (format!("{a}.output.LayerNorm.weight"), vec![h]),
+                (format!("{f}.output.LayerNorm.weight"), vec![h]),
             ];
             for (name, shape) in expect {
-                let t = self.get(&name)?;
-                if t.shape != shape {
-                    return Err(SurgeryError::Tensor {
-                        name,
-                        msg: format!("has shape {:?}, config.json implies {shape:?}", t.shape),
-                    });
-                }
+                self.expect_shape(&name, &shape)?;
             }
+        }
+        let e = "embeddings";
+        self.expect_shape(&format!("{e}.word_embeddings.weight"), &[c.vocab_size, h])?;
+        self.expect_shape(
+            &format!("{e}.position_embeddings.weight"),
+            &[c.max_position_embeddings, h],
+        )?;
+        self.expect_shape(&format!("{e}.LayerNorm.weight"), &[h])?;
+        if self.has_pooler() {
+            self.expect_shape("pooler.dense.weight", &[h, h])?;
+        }
+        Ok(())
+    }
+
+    fn expect_shape(&self, name: &str, shape: &[usize]) -> Result<(), SurgeryError> {
+        let t = self.get(name)?;
+        if t.shape != shape {
+            return Err(SurgeryError::Tensor {
+                name: name.into(),
+                msg: format!("has shape {:?}, config.json implies {shape:?}", t.shape),
+            });
         }
         Ok(())
     }

@@ -102,12 +102,42 @@ pub fn read(dir: &Path, cfg: &BertConfig) -> Result<Importance, SurgeryError> {
                 .collect(),
         );
     }
+    let hidden = read_hidden(&file.hidden, cfg, &scores_path)?;
     Ok(Importance {
-        scores: Scores { heads, ffn },
+        scores: Scores { heads, ffn, hidden },
         checkpoint_hash: file.meta.checkpoint_hash.clone(),
         meta: file.meta,
         scores_path,
     })
+}
+
+/// The residual-stream scores as `(original dimension, score)`, empty when the file has none.
+fn read_hidden(
+    v: &[f32],
+    cfg: &BertConfig,
+    path: &Path,
+) -> Result<Vec<(usize, f32)>, SurgeryError> {
+    if v.is_empty() {
+        return Ok(Vec::new());
+    }
+    if v.len() != cfg.hidden_size {
+        return Err(err(
+            path,
+            format!(
+                "`hidden` has {} scores, the model's hidden_size is {}",
+                v.len(),
+                cfg.hidden_size
+            ),
+        ));
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(err(path, format!("`hidden`[{i}] is not finite")));
+    }
+    Ok(cfg
+        .kept_hidden()
+        .into_iter()
+        .zip(v.iter().copied())
+        .collect())
 }
 
 /// Refuses scores computed for another checkpoint unless `force` (then only warns).
@@ -166,6 +196,7 @@ pub fn write(
             .iter()
             .map(|v| v.iter().map(|&(_, s)| s).collect())
             .collect(),
+        hidden: scores.hidden.iter().map(|&(_, s)| s).collect(),
         meta: ImportanceMeta::stand_in(cfg, checkpoint_hash),
     };
     Ok(file.write_scores(dir)?)
@@ -173,8 +204,9 @@ pub fn write(
 
 /// A weight-magnitude stand-in for the importance stage (no data, no gradients), for tests and for trying
 /// surgery before importance has run: a head scores the L2 norm of its value rows times that of its
-/// output-projection columns; an FFN neuron the norm of its input row times that of its output column.
-/// Scores are L2-normalised per layer like the importance stage's default.
+/// output-projection columns; an FFN neuron the norm of its input row times that of its output column; a
+/// residual-stream dimension the norm of its word-embedding column. Scores are L2-normalised per layer
+/// (and the hidden ones as one vector) like the importance stage's default.
 pub fn magnitude_scores(ck: &crate::checkpoint::Checkpoint) -> Result<Scores, SurgeryError> {
     let cfg = &ck.config;
     let hd = cfg.head_dim();
@@ -228,5 +260,11 @@ pub fn magnitude_scores(ck: &crate::checkpoint::Checkpoint) -> Result<Scores, Su
         normalise(&mut f);
         ffn.push(cfg.kept_ffn(l).into_iter().zip(f).collect());
     }
-    Ok(Scores { heads, ffn })
+    let words = ck.get("embeddings.word_embeddings.weight")?;
+    let mut h: Vec<f32> = (0..words.shape[1])
+        .map(|d| norm_cols(words, d..d + 1))
+        .collect();
+    normalise(&mut h);
+    let hidden = cfg.kept_hidden().into_iter().zip(h).collect();
+    Ok(Scores { heads, ffn, hidden })
 }

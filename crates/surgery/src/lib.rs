@@ -7,6 +7,7 @@
 //! - [`importance`]: reading the importance stage's output;
 //! - [`slice`]: cutting rows and columns; [`layers`]: dropping layers;
 //! - [`size`]: parameters, file size, FLOPs per token and measured CPU time, before and after;
+//! - [`width`]: width pruning (residual-stream dimensions, from every tensor that touches the stream);
 //! - [`vocab`]: vocabulary trimming (`--vocab-from`): the tokens a corpus needs, the tokenizer rebuilt;
 //! - [`run`]: the whole stage (plan, cut, write atomically with `plan.json`, `size.json`, `manifest.json`).
 
@@ -19,6 +20,7 @@ pub mod plan;
 pub mod size;
 pub mod slice;
 pub mod vocab;
+pub mod width;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -363,10 +365,12 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
             let done = Targets {
                 heads: targets.heads.done_by(&removed_heads(&ck.config, &cfg)),
                 ffn: targets.ffn.done_by(&removed_ffn(&ck.config, &cfg)),
+                hidden: Count::Global(cfg.hidden_size - ck.config.hidden_size),
             };
             let want = Targets {
                 heads: targets.heads.step(step, steps, &done.heads),
                 ffn: targets.ffn.step(step, steps, &done.ffn),
+                hidden: targets.hidden.step(step, steps, &done.hidden),
             };
             let mut p = rule.plan_counts(&imp.scores, &want);
             if step == steps {
@@ -423,6 +427,7 @@ pub fn run(opts: &Options, rescorer: Option<&mut dyn Rescorer>) -> Result<Outcom
         "params_after": report.after.params.total,
         "heads_removed": count_units(&total.heads),
         "ffn_removed": count_units(&total.ffn),
+        "hidden_removed": total.hidden.len(),
         "step_plans": step_plans,
         "skipped_tensors": ck.skipped,
         "vocab": report.vocab,
@@ -469,6 +474,7 @@ fn first_step(t: &Targets, steps: usize, cfg: &sekator_model::BertConfig) -> Tar
     Targets {
         heads: t.heads.step(1, steps, &t.heads.done_by(&zero)),
         ffn: t.ffn.step(1, steps, &t.ffn.done_by(&zero)),
+        hidden: t.hidden.step(1, steps, &Count::Global(0)),
     }
 }
 

@@ -155,6 +155,7 @@ fn options(a: &Args) -> Result<Options> {
                 heads_per_layer: a.work.heads_per_layer,
                 ffn_ratio: a.work.ffn_ratio,
                 ffn_uniform: a.work.ffn_uniform,
+                hidden_ratio: a.work.hidden_ratio,
                 limits: Limits {
                     min_heads: a.min_heads,
                     min_ffn: a.min_ffn,
@@ -335,6 +336,7 @@ fn sekator_surgery_rescorer(args: &Args) -> Result<Option<Box<dyn sekator_surger
         max_length: meta.max_length,
         seed: meta.seed,
         validate: 0,
+        hidden: meta.hidden,
         progress: true,
     };
     Ok(Some(Box::new(Rescore {

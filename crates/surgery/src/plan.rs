@@ -5,10 +5,11 @@
 //! checkpoint or one already pruned by an earlier run:
 //!
 //! ```json
-//! {"heads": {"0": [0, 3]}, "ffn": {"2": [17, 255]}, "keep_layers": [0, 2, 4]}
+//! {"heads": {"0": [0, 3]}, "ffn": {"2": [17, 255]}, "hidden": [5, 100], "keep_layers": [0, 2, 4]}
 //! ```
 //!
-//! `ffn` and `keep_layers` are optional. Units already pruned in the model may be named again; like
+//! `ffn`, `hidden` (residual-stream dimensions, shared by every layer: width pruning) and `keep_layers` are
+//! optional. Units already pruned in the model may be named again; like
 //! transformers' `prune_heads`, they are skipped. Plans built from importance scores ([`Scores`]) are turned
 //! into this form before anything is cut, and saved beside the output as `plan.json`.
 
@@ -30,6 +31,9 @@ pub struct Plan {
     pub heads: BTreeMap<String, Vec<usize>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ffn: BTreeMap<String, Vec<usize>>,
+    /// Residual-stream dimensions to remove (original indices), from the embeddings, every layer and the pooler.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<usize>,
     /// Layers to keep (current layer numbering, ascending), applied after heads and neurons are cut.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_layers: Option<Vec<usize>>,
@@ -57,6 +61,8 @@ impl Default for Limits {
 pub struct Resolved {
     pub heads: Vec<Vec<usize>>,
     pub ffn: Vec<Vec<usize>>,
+    /// Residual-stream dimensions (original indices, sorted, never already pruned).
+    pub hidden: Vec<usize>,
     pub keep_layers: Option<Vec<usize>>,
 }
 
@@ -64,6 +70,7 @@ impl Resolved {
     pub fn is_empty(&self) -> bool {
         self.heads.iter().all(Vec::is_empty)
             && self.ffn.iter().all(Vec::is_empty)
+            && self.hidden.is_empty()
             && self.keep_layers.is_none()
     }
 
@@ -87,6 +94,7 @@ impl Resolved {
         Plan {
             heads: pick(&self.heads),
             ffn: pick(&self.ffn),
+            hidden: self.hidden.clone(),
             keep_layers: self.keep_layers.clone(),
         }
     }
@@ -119,6 +127,9 @@ impl Plan {
                 e.dedup();
             }
         }
+        self.hidden.extend(&other.hidden);
+        self.hidden.sort_unstable();
+        self.hidden.dedup();
         if other.keep_layers.is_some() {
             self.keep_layers = other.keep_layers.clone();
         }
@@ -199,10 +210,38 @@ impl Plan {
         Ok(Resolved {
             heads,
             ffn,
+            hidden: resolve_hidden(&self.hidden, cfg)?,
             keep_layers,
         })
     }
 }
+
+/// The residual-stream dimensions of `wanted` still present in `cfg`, checked: every index must exist in the
+/// original width, and at least [`MIN_HIDDEN`] dimensions must stay.
+fn resolve_hidden(wanted: &[usize], cfg: &BertConfig) -> Result<Vec<usize>, SurgeryError> {
+    let width = cfg.original_hidden_size();
+    if let Some(d) = wanted.iter().find(|&&d| d >= width) {
+        return Err(SurgeryError::Plan(format!(
+            "hidden: names dimension {d}, the model's original width (hidden_size) is {width}"
+        )));
+    }
+    let new: BTreeSet<usize> = wanted
+        .iter()
+        .copied()
+        .filter(|d| cfg.pruned_hidden.binary_search(d).is_err())
+        .collect();
+    let left = cfg.hidden_size - new.len();
+    if left < MIN_HIDDEN {
+        return Err(SurgeryError::Plan(format!(
+            "hidden: the plan leaves the residual stream {left} of {width} dimensions wide; every LayerNorm \
+             needs at least {MIN_HIDDEN} (over one dimension it outputs a constant)"
+        )));
+    }
+    Ok(new.into_iter().collect())
+}
+
+/// The narrowest residual stream a plan may leave.
+pub const MIN_HIDDEN: usize = 2;
 
 /// Importance scores in the original index space of one model (see the importance->surgery contract).
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +250,9 @@ pub struct Scores {
     pub heads: Vec<Vec<Option<f32>>>,
     /// `ffn[l]`: `(original neuron index, score)` of every neuron present, in current order.
     pub ffn: Vec<Vec<(usize, f32)>>,
+    /// `(original residual-stream dimension, score)` of every dimension present; empty when the
+    /// importance stage did not score them (`importance --hidden`).
+    pub hidden: Vec<(usize, f32)>,
 }
 
 /// How to turn scores into a plan.
@@ -224,6 +266,10 @@ pub struct Rule {
     pub ffn_ratio: f64,
     /// Take `ffn_ratio` of every layer's neurons instead of the globally least important.
     pub ffn_uniform: bool,
+    /// Residual-stream dimensions to remove: a fraction of those present (width pruning; needs scores
+    /// of the dimensions).
+    #[serde(default)]
+    pub hidden_ratio: f64,
     pub limits: Limits,
     /// The random control: remove as many units per layer as the rule above, but WHICH ones is a uniform
     /// choice seeded by this value, so a study can tell whether the scores matter.
@@ -238,6 +284,7 @@ impl Default for Rule {
             heads_per_layer: None,
             ffn_ratio: 0.0,
             ffn_uniform: false,
+            hidden_ratio: 0.0,
             limits: Limits::default(),
             random: None,
         }
@@ -318,12 +365,20 @@ impl Count {
 pub struct Targets {
     pub heads: Count,
     pub ffn: Count,
+    /// Residual-stream dimensions (always a global count: one set for the whole model).
+    #[serde(default = "no_hidden")]
+    pub hidden: Count,
+}
+
+fn no_hidden() -> Count {
+    Count::Global(0)
 }
 
 impl Rule {
     pub fn validate(&self) -> Result<(), SurgeryError> {
         check_ratio("--heads-ratio", self.heads_ratio)?;
         check_ratio("--ffn-ratio", self.ffn_ratio)?;
+        check_ratio("--hidden-ratio", self.hidden_ratio)?;
         if self.heads_per_layer == Some(0) {
             return Err(SurgeryError::Plan(
                 "--heads-per-layer 0 would leave layers without heads (drop layers with --keep-layers instead)".into(),
@@ -372,7 +427,16 @@ impl Rule {
         } else {
             Count::Global((self.ffn_ratio * fp.iter().sum::<usize>() as f64).round() as usize)
         };
-        Ok(Targets { heads, ffn })
+        if self.hidden_ratio > 0.0 && scores.hidden.is_empty() {
+            return Err(SurgeryError::Plan(
+                "--hidden-ratio needs scores of the residual-stream dimensions, and these importance scores \
+                 have none: rerun importance with --hidden (config: [importance] hidden = true)"
+                    .into(),
+            ));
+        }
+        let hidden =
+            Count::Global((self.hidden_ratio * scores.hidden.len() as f64).round() as usize);
+        Ok(Targets { heads, ffn, hidden })
     }
 
     /// The plan this rule gives for `scores`.
@@ -407,6 +471,9 @@ impl Rule {
             .collect();
         let mut heads = select(hc, &hp, &targets.heads, lim.min_heads.max(1));
         let mut ffn = select(fc, &fp, &targets.ffn, lim.min_ffn.max(1));
+        let dc: Vec<(usize, usize, f32)> = scores.hidden.iter().map(|&(d, s)| (0, d, s)).collect();
+        let mut hidden =
+            select(dc, &[scores.hidden.len()], &targets.hidden, MIN_HIDDEN).swap_remove(0);
         if let Some(seed) = self.random {
             let mut rng = SplitMix64::new(seed);
             heads = redraw(&heads, &present_heads(scores), &mut rng);
@@ -416,10 +483,13 @@ impl Rule {
                 .map(|v| v.iter().map(|p| p.0).collect())
                 .collect();
             ffn = redraw(&ffn, &present_ffn, &mut rng);
+            let present_hidden = vec![scores.hidden.iter().map(|p| p.0).collect()];
+            hidden = redraw(&[hidden], &present_hidden, &mut rng).swap_remove(0);
         }
         Resolved {
             heads,
             ffn,
+            hidden,
             keep_layers: None,
         }
         .to_plan()
@@ -485,6 +555,7 @@ mod tests {
                 .into_iter()
                 .map(|v| v.into_iter().enumerate().collect())
                 .collect(),
+            hidden: Vec::new(),
         }
     }
 
@@ -587,7 +658,42 @@ mod tests {
                 (first..32).map(|u| (u, (u + 8 * l) as f32)).collect()
             })
             .collect();
-        Scores { heads, ffn }
+        Scores {
+            heads,
+            ffn,
+            hidden: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn hidden_ratio_takes_the_least_important_dimensions() {
+        let mut sc = twelve_heads();
+        let rule = Rule {
+            heads_ratio: 0.0,
+            hidden_ratio: 0.5,
+            ..Rule::default()
+        };
+        let err = rule.plan(&sc).unwrap_err().to_string();
+        assert!(err.contains("rerun importance with --hidden"), "{err}");
+        // dimension 2 already cut: scores name the original indices of the six left
+        sc.hidden = vec![(0, 5.0), (1, 1.0), (3, 2.0), (4, 0.5), (5, 9.0), (6, 3.0)];
+        let p = rule.plan(&sc).unwrap();
+        assert_eq!(p.hidden, vec![1, 3, 4]);
+        assert!(p.heads.is_empty() && p.ffn.is_empty());
+        // a ratio near 1 still leaves MIN_HIDDEN dimensions, the most important
+        let most = Rule {
+            hidden_ratio: 0.99,
+            ..rule.clone()
+        };
+        assert_eq!(most.plan(&sc).unwrap().hidden, vec![1, 3, 4, 6]);
+        // the random control removes as many, drawn among those present
+        let random = Rule {
+            random: Some(3),
+            ..rule
+        };
+        let r = random.plan(&sc).unwrap().hidden;
+        assert_eq!(r.len(), 3);
+        assert!(r.iter().all(|d| [0, 1, 3, 4, 5, 6].contains(d)));
     }
 
     fn per_layer(m: &BTreeMap<String, Vec<usize>>, layers: usize) -> Vec<Vec<usize>> {

@@ -40,13 +40,17 @@ pub fn planned_config(cfg: &BertConfig, plan: &Resolved) -> BertConfig {
         }
     }
     c.set_ffn_sizes(widths);
+    if !plan.hidden.is_empty() {
+        c.add_pruned_hidden(&plan.hidden);
+    }
     if let Some(keep) = &plan.keep_layers {
         c = layers::config_keeping(&c, keep);
     }
     c
 }
 
-/// Removes the planned heads and neurons from `ck` (weights and config), then drops layers if planned.
+/// Removes the planned heads and neurons from `ck` (weights and config), then the planned residual-stream
+/// dimensions ([`crate::width`]), then drops layers if planned.
 /// `plan` must come from [`crate::plan::Plan::resolve`] against `ck.config`.
 pub fn apply(ck: &mut Checkpoint, plan: &Resolved) -> Result<(), SurgeryError> {
     ck.check_shapes()?;
@@ -74,12 +78,14 @@ pub fn apply(ck: &mut Checkpoint, plan: &Resolved) -> Result<(), SurgeryError> {
             select_cols(ck.get_mut(&format!("{p}.output.dense.weight"))?, &keep);
         }
     }
-    let heads_only = Resolved {
+    let units_only = Resolved {
+        hidden: Vec::new(),
         keep_layers: None,
         ..plan.clone()
     };
-    ck.config = planned_config(&cfg, &heads_only);
+    ck.config = planned_config(&cfg, &units_only);
     ck.check_shapes()?;
+    crate::width::cut(ck, &plan.hidden)?;
     if let Some(keep) = &plan.keep_layers {
         layers::drop_layers(ck, keep)?;
     }

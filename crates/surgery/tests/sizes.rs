@@ -75,6 +75,7 @@ fn scores_for(cfg: &BertConfig, seed: u64) -> Scores {
                     .collect()
             })
             .collect(),
+        hidden: Vec::new(),
     }
 }
 

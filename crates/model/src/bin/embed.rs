@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use sekator_model::backend::{self, BackendTask, DeviceKind};
-use sekator_model::{npy, EmbedOptions, Encoder, Pooling};
+use sekator_model::{npy, EmbedOptions, Encoder, Pooling, StaticModel};
 
 /// Embed texts with a BERT checkpoint (Hugging Face directory), one text per input line.
 ///
@@ -18,7 +18,8 @@ use sekator_model::{npy, EmbedOptions, Encoder, Pooling};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
-    /// Model directory: config.json, model.safetensors, tokenizer.json or vocab.txt.
+    /// Model directory: config.json, model.safetensors, tokenizer.json or vocab.txt; or a static-embedding
+    /// model (`static-embedding`'s output: the mean of the text's token rows).
     #[arg(long)]
     model: PathBuf,
     /// Input text file, one text per line; `-` reads standard input.
@@ -53,6 +54,9 @@ impl BackendTask for EmbedTask {
     type Output = Result<Vec<Vec<f32>>>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let a = &self.args;
+        if StaticModel::is_static(&a.model) {
+            return embed_static(a, &self.texts);
+        }
         let enc = Encoder::<B>::load(&a.model, &device).map_err(anyhow::Error::new)?;
         let opts = EmbedOptions {
             pooling: a.pooling.unwrap_or(enc.pooling),
@@ -75,6 +79,29 @@ impl BackendTask for EmbedTask {
         bar.finish_and_clear();
         Ok(out)
     }
+}
+
+/// A static-embedding model: the mean of each text's token rows (at most `max_length - 2` tokens, the room
+/// an encoder leaves beside `[CLS]` and `[SEP]`); `--pooling` does not apply.
+fn embed_static(a: &Args, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+    if a.pooling.is_some() {
+        bail!(
+            "{}: a static-embedding model has one pooling (the mean of its token rows); drop --pooling",
+            a.model.display()
+        );
+    }
+    let m = StaticModel::load(&a.model)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut rows = m.embed(&refs, a.max_length.saturating_sub(2).max(1))?;
+    if a.normalize {
+        for r in &mut rows {
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if n > 0.0 {
+                r.iter_mut().for_each(|x| *x /= n);
+            }
+        }
+    }
+    Ok(rows)
 }
 
 fn read_lines(input: &str) -> Result<Vec<String>> {

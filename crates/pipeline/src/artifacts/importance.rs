@@ -150,6 +150,9 @@ pub struct ImportanceMeta {
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
     pub ffn_sizes: Vec<usize>,
+    /// Whether the residual-stream dimensions were scored too (`--hidden`; the `hidden` tensor).
+    #[serde(default)]
+    pub hidden: bool,
     /// Mean loss of the unmasked model over the batches (from the gradient pass). `magnitude` makes no
     /// such pass: this, `grad_seconds` and `pairs_per_s` are 0 and `pairs_per_s_after_first` is null.
     pub mean_loss: f64,
@@ -192,6 +195,7 @@ impl ImportanceMeta {
             num_hidden_layers: cfg.num_hidden_layers,
             num_attention_heads: cfg.num_attention_heads,
             ffn_sizes: cfg.ffn_sizes(),
+            hidden: true,
             mean_loss: 0.0,
             seconds: 0.0,
             grad_seconds: 0.0,
@@ -208,6 +212,7 @@ impl ImportanceMeta {
             "loss": self.loss, "scale": self.scale, "pooling": self.pooling, "criterion": self.criterion,
             "normalize": self.normalize, "samples": self.samples_requested, "batch_size": self.batch_size,
             "max_length": self.max_length, "seed": self.seed, "validate": validate_k,
+            "hidden": self.hidden,
         })
     }
 
@@ -234,6 +239,9 @@ pub struct Scores {
     pub head_present: Vec<Vec<bool>>,
     /// `[layer][current neuron]`.
     pub ffn: Vec<Vec<f32>>,
+    /// `[current residual-stream dimension]` (`importance --hidden`); empty when not scored. Stored as
+    /// tensor `hidden` only when present, so older score files read unchanged.
+    pub hidden: Vec<f32>,
     pub meta: ImportanceMeta,
 }
 
@@ -281,6 +289,10 @@ impl Scores {
         ];
         for (l, f) in self.ffn.iter().enumerate() {
             buffers.push((format!("ffn.{l}"), vec![f.len()], f32_bytes(f)));
+        }
+        if !self.hidden.is_empty() {
+            let h = &self.hidden;
+            buffers.push(("hidden".into(), vec![h.len()], f32_bytes(h)));
         }
         let views: Vec<(String, TensorView)> = buffers
             .iter()
@@ -361,6 +373,10 @@ impl Scores {
             }
             ffn.push(v);
         }
+        let hidden = match st.tensor("hidden") {
+            Ok(_) => get("hidden")?.1,
+            Err(_) => Vec::new(),
+        };
         let rows = |v: Vec<f32>| v.chunks(nh.max(1)).map(|c| c.to_vec()).collect::<Vec<_>>();
         let head_present = rows(present)
             .into_iter()
@@ -370,6 +386,7 @@ impl Scores {
             heads: rows(heads),
             head_present,
             ffn,
+            hidden,
             meta,
         })
     }

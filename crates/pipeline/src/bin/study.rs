@@ -24,7 +24,8 @@ STUDY CONFIG (configs/study.toml)
   about = \"...\"                  one line for the report
   [plan.importance]              keys on top of the base's and the study's [importance] (optional)
   [plan.surgery]                 the plan's cut: the base's cut keys (heads_ratio, heads_per_layer, ffn_ratio,
-                                 ffn_uniform, keep_layers, steps, random) are dropped, its other keys kept
+                                 ffn_uniform, hidden_ratio, keep_layers, steps, random) are dropped, its
+                                 other keys kept
   [plan.distill]                 keys on top of the base's and the study's [distill] (optional)
 
 WHAT RUNS

@@ -14,11 +14,12 @@ use sekator_model::ModelError;
 use crate::RunConfig;
 
 /// The `[surgery]` keys that say what is cut: a plan sets its own, none is inherited from the base.
-pub const CUT_KEYS: [&str; 7] = [
+pub const CUT_KEYS: [&str; 8] = [
     "heads_ratio",
     "heads_per_layer",
     "ffn_ratio",
     "ffn_uniform",
+    "hidden_ratio",
     "keep_layers",
     "steps",
     "random",

@@ -70,9 +70,15 @@ fn minilm_flops() -> f64 {
 }
 
 /// `cfg` after a cut of `heads` (fraction of heads, or heads kept per layer) and `ffn` (fraction of
-/// neurons), both spread evenly over the layers, keeping `layers` (all when `None`): the shapes the
-/// FLOPs count needs, not the heads importance would pick.
-fn cut(cfg: &BertConfig, heads: Heads, ffn: f64, layers: Option<&[usize]>) -> BertConfig {
+/// neurons), both spread evenly over the layers, and `hidden` (fraction of the residual stream), keeping
+/// `layers` (all when `None`): the shapes the FLOPs count needs, not the units importance would pick.
+fn cut(
+    cfg: &BertConfig,
+    heads: Heads,
+    ffn: f64,
+    hidden: f64,
+    layers: Option<&[usize]>,
+) -> BertConfig {
     let all: Vec<usize> = (0..cfg.num_hidden_layers).collect();
     let keep = layers.unwrap_or(&all);
     let mut c = cfg.clone();
@@ -91,6 +97,8 @@ fn cut(cfg: &BertConfig, heads: Heads, ffn: f64, layers: Option<&[usize]>) -> Be
         widths.push(((cfg.ffn_sizes()[l] as f64 * (1.0 - ffn)).round() as usize).max(1));
     }
     c.set_ffn_sizes(widths);
+    let narrower = (cfg.hidden_size as f64 * hidden).round() as usize;
+    c.add_pruned_hidden(&(0..narrower.min(cfg.hidden_size - 1)).collect::<Vec<_>>());
     c
 }
 
@@ -164,7 +172,8 @@ fn cpu_rows(rc: &RunConfig, cfg: &BertConfig) -> Result<Vec<Row>> {
         Some(k) => Heads::PerLayer(k),
         None => Heads::Ratio(sur.heads_ratio()),
     };
-    let student = cut(cfg, heads, sur.ffn_ratio, sur.keep_layers.as_deref());
+    let (ffn, hidden) = (sur.ffn_ratio, sur.hidden_ratio);
+    let student = cut(cfg, heads, ffn, hidden, sur.keep_layers.as_deref());
 
     // importance: whole batches of the sample, plus one forward pass over it per validated head
     let pairs = n_pairs.map_or(imp.samples, |n| imp.samples.min(n));
@@ -182,8 +191,8 @@ fn cpu_rows(rc: &RunConfig, cfg: &BertConfig) -> Result<Vec<Row>> {
     for step in 1..k {
         let f = step as f64 / k as f64;
         let partial = match heads {
-            Heads::Ratio(r) => cut(cfg, Heads::Ratio(r * f), sur.ffn_ratio * f, None),
-            Heads::PerLayer(_) => cut(cfg, heads, sur.ffn_ratio * f, None),
+            Heads::Ratio(r) => cut(cfg, Heads::Ratio(r * f), ffn * f, hidden * f, None),
+            Heads::PerLayer(_) => cut(cfg, heads, ffn * f, hidden * f, None),
         };
         surgery_s += importance_s(&partial) + RATES.surgery_s * scale(&partial);
     }
@@ -281,12 +290,12 @@ mod tests {
         let mut c = BertConfig::new(30522, 384, 6, 12, 1536);
         c.max_position_embeddings = 512;
         // heads and FFN halved: exactly half (the study's 2x point)
-        let half = cut(&c, Heads::Ratio(0.5), 0.5, None);
+        let half = cut(&c, Heads::Ratio(0.5), 0.5, 0.0, None);
         assert_eq!(
             flops_per_token(&half, FLOPS_SEQ_LEN) as f64,
             22_413_312.0 / 2.0
         );
-        let two = cut(&c, Heads::PerLayer(12), 0.0, Some(&[0, 3]));
+        let two = cut(&c, Heads::PerLayer(12), 0.0, 0.0, Some(&[0, 3]));
         assert_eq!(
             flops_per_token(&two, FLOPS_SEQ_LEN) as f64,
             22_413_312.0 / 3.0
