@@ -40,12 +40,14 @@ lint:
 check-cuda:
     cargo check -p sekator-model --features cuda
 
-# Whole study: importance -> surgery -> distill -> eval -> report. Stages whose manifest matches are skipped.
+# Whole study: importance -> surgery -> distill (-> the static baseline, with [static]) -> eval -> report.
+# Stages whose manifest matches are skipped.
 pipeline config="configs/default.toml" *flags="": build
     {{bin}}/report --config {{config}} --estimate
     {{bin}}/importance --config {{config}} {{flags}}
     {{bin}}/surgery --config {{config}} {{flags}}
     {{bin}}/distill --config {{config}} {{flags}}
+    {{bin}}/static-embedding --config {{config}}
     {{bin}}/encodechka-eval --config {{config}} {{flags}}
     {{bin}}/report --config {{config}} {{flags}}
 

@@ -25,6 +25,12 @@ fn main() -> ExitCode {
             derived.extend(flag("model", dir.display()));
             derived.extend(flag("name", name));
         }
+        // the teacher's static-embedding baseline, when the run builds one
+        if c.has_section(sekator_pipeline::config::STATIC_SECTION) {
+            let dir = c.run_dir().join(sekator_pipeline::stage::STATIC_MODEL);
+            derived.extend(flag("model", dir.display()));
+            derived.extend(flag("name", "static"));
+        }
         let mut defaults = vec![];
         defaults.extend(flag("device", r.device));
         // one cache for every run: the teacher is embedded once across runs

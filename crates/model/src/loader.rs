@@ -328,6 +328,7 @@ pub fn write_model_dir(
     let has_pooler = tensors.iter().any(|t| t.name == "pooler.dense.weight");
     let config = crate::portable::portable_config(config, has_pooler);
     crate::portable::write_code(&tmp, &config)?;
+    crate::portable::fix_pooling_dimension(&tmp, config.hidden_size)?;
     let cfg_path = tmp.join(CONFIG_FILE);
     let text =
         serde_json::to_string_pretty(&config).map_err(|e| ModelError::Other(e.to_string()))?;

@@ -88,6 +88,38 @@ pub fn write_code(dir: &Path, cfg: &BertConfig) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// sentence-transformers' pooling folders (`1_Pooling/config.json`, or the Pooling module `modules.json`
+/// names) state the token-vector width; a width-pruned model narrows it, so the copied value is rewritten.
+pub fn fix_pooling_dimension(dir: &Path, hidden: usize) -> Result<(), ModelError> {
+    let modules: Value = match std::fs::read_to_string(dir.join("modules.json")) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        Err(_) => return Ok(()),
+    };
+    let pooling_dirs = modules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["type"].as_str().is_some_and(|t| t.ends_with("Pooling")))
+        .filter_map(|m| m["path"].as_str());
+    for sub in pooling_dirs {
+        let path = dir.join(sub).join("config.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut cfg: Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        if cfg["word_embedding_dimension"].as_u64() == Some(hidden as u64) {
+            continue;
+        }
+        cfg["word_embedding_dimension"] = json!(hidden);
+        let text = serde_json::to_string_pretty(&cfg).expect("json") + "\n";
+        std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))?;
+    }
+    Ok(())
+}
+
 /// Files of a source directory that describe *that* model and must not be copied into a rewritten one: its
 /// model card, remote code (ours is rewritten), exports made from its weights.
 pub fn is_model_specific(name: &str) -> bool {
@@ -156,6 +188,31 @@ mod tests {
         assert_eq!(wp.extra["model_type"], json!(MODEL_TYPE));
         let text = serde_json::to_string(&wp).unwrap();
         assert!(text.contains("\"head_dim\":8") && text.contains("\"pruned_hidden\":[0,5,9,31]"));
+    }
+
+    #[test]
+    fn a_narrower_model_states_its_width_to_sentence_transformers() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("modules.json"),
+            r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+               {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#,
+        )
+        .unwrap();
+        std::fs::create_dir(d.join("1_Pooling")).unwrap();
+        let cfg = d.join("1_Pooling/config.json");
+        std::fs::write(
+            &cfg,
+            r#"{"word_embedding_dimension": 384, "pooling_mode_mean_tokens": true}"#,
+        )
+        .unwrap();
+        fix_pooling_dimension(d, 256).unwrap();
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(v["word_embedding_dimension"], 256);
+        assert_eq!(v["pooling_mode_mean_tokens"], true);
+        // no sentence-transformers files: nothing to do
+        fix_pooling_dimension(&d.join("1_Pooling"), 10).unwrap();
     }
 
     #[test]

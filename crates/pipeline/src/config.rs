@@ -14,14 +14,19 @@ use sekator_model::ModelError;
 use crate::Stage;
 
 /// Sections a config file may contain.
-pub const SECTIONS: [&str; 6] = [
+pub const SECTIONS: [&str; 7] = [
     "run",
     Stage::Importance.name(),
     Stage::Surgery.name(),
     Stage::Distill.name(),
     Stage::Eval.name(),
     Stage::Report.name(),
+    STATIC_SECTION,
 ];
+
+/// `[static]`: the static-embedding baseline of the teacher (`static-embedding --config`), written to
+/// `<run>/static` and scored by the eval stage beside the run's models. Absent: no baseline.
+pub const STATIC_SECTION: &str = "static";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +125,11 @@ impl RunConfig {
                     msg: format!("[{name}]: {e}"),
                 }),
         }
+    }
+
+    /// Whether the file has section `name` (for optional parts of a run such as `[static]`).
+    pub fn has_section(&self, name: &str) -> bool {
+        self.table.contains_key(name)
     }
 
     /// The raw section, for manifests (so a change in one section reruns only that stage and later ones).

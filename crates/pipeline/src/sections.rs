@@ -121,6 +121,28 @@ impl Default for DistillWork {
     }
 }
 
+/// `[static]`: the static-embedding baseline (`static-embedding --help` explains each key).
+#[derive(serde::Deserialize, Debug, Clone, PartialEq, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaticWork {
+    /// PCA dimensions.
+    pub dim: usize,
+    /// SIF's `a`.
+    pub sif_a: f64,
+    /// Tokens per teacher forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for StaticWork {
+    fn default() -> Self {
+        Self {
+            dim: 256,
+            sif_a: 1e-3,
+            batch_size: 512,
+        }
+    }
+}
+
 /// Parses section `section` of `rc` into `W` the way the stage does (its keys as flags, its defaults),
 /// skipping the stage's keys that `W` does not hold. `context` names arguments `W` refers to (`requires`)
 /// that the stage's own command line defines; they are declared here so the parse is the stage's.

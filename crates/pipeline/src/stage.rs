@@ -58,3 +58,6 @@ impl fmt::Display for Stage {
 
 /// Where the distilled model lands inside the distill stage's directory.
 pub const DISTILLED_MODEL: &str = "final";
+
+/// Where a run's static-embedding baseline lands (`[static]`, `static-embedding --config`).
+pub const STATIC_MODEL: &str = "static";

@@ -1,0 +1,3 @@
+fn main() {
+    sekator_fingerprint::emit();
+}
