@@ -32,10 +32,8 @@ pub struct Options {
     pub progress: bool,
 }
 
-/// Teacher files copied beside the table: the tokenizer, as sentence-transformers' `StaticEmbedding` and
-/// sekator's `TextTokenizer` read it.
-const TOKENIZER_FILES: [&str; 4] = [
-    "tokenizer.json",
+/// Teacher files copied beside the table (`tokenizer.json` is written by [`write_tokenizer`]).
+const TOKENIZER_FILES: [&str; 3] = [
     "tokenizer_config.json",
     "vocab.txt",
     "special_tokens_map.json",
@@ -92,7 +90,7 @@ pub fn build(opts: &Options) -> Result<StaticInfo> {
             .collect(),
         corpus_tokens: counts.iter().sum(),
     };
-    write(opts, &table, &info)?;
+    write(opts, &tok, &table, &info)?;
     Ok(info)
 }
 
@@ -109,7 +107,7 @@ fn progress(show: bool) -> indicatif::ProgressBar {
 }
 
 /// The directory: table, tokenizer files, sentence-transformers modules, [`STATIC_FILE`] last.
-fn write(opts: &Options, table: &[f32], info: &StaticInfo) -> Result<()> {
+fn write(opts: &Options, tok: &TextTokenizer, table: &[f32], info: &StaticInfo) -> Result<()> {
     let staged = sekator_model::hidden_sibling(&opts.out, "static");
     if staged.exists() {
         std::fs::remove_dir_all(&staged).with_context(|| format!("{}", staged.display()))?;
@@ -121,11 +119,13 @@ fn write(opts: &Options, table: &[f32], info: &StaticInfo) -> Result<()> {
     write_atomic(&staged.join("model.safetensors"), &st)?;
     for f in TOKENIZER_FILES {
         let src = opts.teacher.join(f);
-        if src.exists() {
-            std::fs::copy(&src, staged.join(f))
-                .with_context(|| format!("copying {}", src.display()))?;
+        if !src.exists() {
+            continue;
         }
+        std::fs::copy(&src, staged.join(f))
+            .with_context(|| format!("copying {}", src.display()))?;
     }
+    write_tokenizer(tok, &staged.join("tokenizer.json"))?;
     let modules = serde_json::json!([{
         "idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.StaticEmbedding"
     }]);
@@ -138,6 +138,26 @@ fn write(opts: &Options, table: &[f32], info: &StaticInfo) -> Result<()> {
     sekator_model::publish_dir(&staged, &opts.out)?;
     Ok(())
 }
+
+/// `tokenizer.json` for sentence-transformers' `StaticEmbedding`, which applies the file's own padding and
+/// truncation: written from the teacher's tokenizer as sekator loads it (from `tokenizer.json` or
+/// `vocab.txt`, padding off: a `[PAD]` id would be averaged in), with truncation at [`STATIC_MAX_TOKENS`]
+/// text tokens, what `embed` keeps by default. sekator's own reader ignores both settings.
+fn write_tokenizer(tok: &TextTokenizer, dst: &Path) -> Result<()> {
+    let text = tok
+        .inner()
+        .to_string(false)
+        .map_err(|e| anyhow::anyhow!("serialising the teacher's tokenizer: {e}"))?;
+    let mut t: serde_json::Value = serde_json::from_str(&text)?;
+    t["padding"] = serde_json::Value::Null;
+    t["truncation"] = serde_json::json!({
+        "direction": "Right", "max_length": STATIC_MAX_TOKENS, "strategy": "LongestFirst", "stride": 0
+    });
+    write_json(dst, &t)
+}
+
+/// Text tokens a static model averages at most (encodechka's 128 minus `[CLS]` and `[SEP]`).
+pub const STATIC_MAX_TOKENS: usize = 126;
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(v)? + "\n";
