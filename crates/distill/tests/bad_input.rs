@@ -62,7 +62,37 @@ fn hidden_size_mismatch_is_an_error() {
     assert!(
         err.contains("hidden size 16")
             && err.contains("teacher's 32")
-            && err.contains("projection"),
+            && err.contains("not a width cut"),
+        "{err}"
+    );
+}
+
+/// A width-cut student (config `pruned_hidden`, in the teacher's indices) trains against the teacher's
+/// vectors on the dimensions it kept; the token term, which compares whole token states, is refused.
+#[test]
+fn a_width_cut_student_trains_on_the_kept_dimensions() {
+    let fx = Fixture::new();
+    let narrow = fx.dir.path().join("narrow");
+    let mut c = sekator_model::testing::tiny_config(2);
+    c.add_pruned_hidden(&[0, 3, 7, 8, 20, 31]);
+    write_random_model::<Cpu>(&narrow, &c, 4, &Default::default()).unwrap();
+    let mut cfg = fx.config("o");
+    cfg.student = Some(narrow.clone());
+    cfg.steps = Some(6);
+    let s = run(&cfg, &TrainOptions::default()).unwrap();
+    let first = s.eval_first.as_ref().unwrap().mse;
+    let last = s.eval_last.as_ref().unwrap().mse;
+    assert!(last < first, "dev MSE {first} -> {last}");
+    let out = Encoder::<Cpu>::load(&cfg.out.join("final"), &Default::default()).unwrap();
+    assert_eq!((out.config.hidden_size, out.config.head_dim()), (26, 8));
+    let mut tokens = fx.config("t");
+    tokens.student = Some(narrow);
+    tokens.w_tokens = 1.0;
+    let err = run(&tokens, &TrainOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("width-pruned") && err.contains("w_tokens = 0"),
         "{err}"
     );
 }

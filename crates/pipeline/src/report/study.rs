@@ -102,6 +102,10 @@ pub fn gather(rc: &RunConfig) -> Result<Study> {
         r.mflops_per_token = Some(side.flops_per_token as f64 / 1e6);
         rows.push(r);
     }
+    let static_dir = rc.run_dir().join(crate::stage::STATIC_MODEL);
+    if let Some(r) = static_row(rc, &summary, &static_dir)? {
+        rows.push(r);
+    }
     let all = tables::parse_published(tables::PUBLISHED_CSV)?;
     let mut published = vec![];
     for want in &section.published {
@@ -120,6 +124,9 @@ pub fn gather(rc: &RunConfig) -> Result<Study> {
             stage_seconds.push((stage.to_string(), m.seconds));
         }
     }
+    if let Some(m) = Manifest::read(&static_dir) {
+        stage_seconds.push((crate::config::STATIC_SECTION.to_string(), m.seconds));
+    }
     let distill = DistillSummary::read(&rc.stage_dir(Stage::Distill)).ok();
     Ok(Study {
         rows,
@@ -129,6 +136,22 @@ pub fn gather(rc: &RunConfig) -> Result<Study> {
         distill,
         run_name: rc.run.name.clone(),
     })
+}
+
+/// The static-embedding baseline's row when the run builds one (`[static]`) and the eval scored it: its
+/// table's size as parameters, no encoder FLOPs.
+fn static_row(rc: &RunConfig, summary: &EvalSummary, dir: &Path) -> Result<Option<Row>> {
+    if !rc.has_section(crate::config::STATIC_SECTION) {
+        return Ok(None);
+    }
+    let Some(m) = summary.model(crate::stage::STATIC_MODEL) else {
+        return Ok(None);
+    };
+    let info = sekator_model::StaticModel::load(dir)?.info;
+    let mut r = row_of(m);
+    r.params_m = Some((info.vocab_size * info.dim) as f64 / 1e6);
+    r.mflops_per_token = Some(0.0);
+    Ok(Some(r))
 }
 
 fn pct(x: Option<f64>, base: Option<f64>) -> Option<f64> {
