@@ -10,11 +10,6 @@ use sekator_model::Encoder;
 use sekator_surgery::size::file_params;
 use sekator_surgery::{run, PlanSource, Rule};
 
-fn minilm() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/models/all-MiniLM-L6-v2");
-    dir.join("model.safetensors").exists().then_some(dir)
-}
-
 #[test]
 fn minilm_heads_and_ffn_half_is_exact_and_sizes_add_up() {
     let Some(model) = minilm() else {

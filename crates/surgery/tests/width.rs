@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use sekator_model::layers::to_vec;
@@ -176,11 +176,6 @@ fn width_plans_that_break_a_shape_are_refused() {
         assert!(err.contains(needle), "{err}");
         assert!(!out.exists());
     }
-}
-
-fn minilm() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/models/all-MiniLM-L6-v2");
-    dir.join("model.safetensors").exists().then_some(dir)
 }
 
 /// MiniLM 384 -> 256 wide (every third dimension gone) with half the FFN of layer 2: exact.

@@ -97,3 +97,9 @@ pub fn stand_in_importance(model: &Path, out: &Path, hash_of: &Path) {
     )
     .unwrap();
 }
+
+/// The real all-MiniLM-L6-v2, when fetched (`python3 scripts/fetch_model.py minilm`).
+pub fn minilm() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/models/all-MiniLM-L6-v2");
+    dir.join("model.safetensors").exists().then_some(dir)
+}
