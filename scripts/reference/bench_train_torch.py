@@ -14,9 +14,13 @@ importance  MiniLM in eval mode (no dropout), weights frozen. A head mask
             computes weight gradients, for comparison with an autodiff that
             tracks everything.
 distill     Teacher = frozen MiniLM, its mean-pooled en/ru embeddings computed
-            before timing. Student = a copy of MiniLM in train mode, AdamW
-            lr 5e-5. Loss = MSE(s_en, t_en) + MSE(s_ru, t_ru) + MSE(s_ru, t_en)
-            + ranking(s_en, s_ru). One step = forward + backward + optimizer.
+            before timing. Student = a copy of MiniLM in eval mode (no
+            dropout), as sekator's student is; `--student-mode train` gives
+            the dropout student of BENCHMARKS.md before 2026-12-02. AdamW
+            lr 5e-5, gradient clipping at norm 1 (as sekator's). Loss =
+            MSE(s_en, t_en) + MSE(s_ru, t_ru) + MSE(s_ru, t_en)
+            + 0.1 ranking(s_en, s_ru) (sekator's default weights). One step =
+            forward + backward + clipping + optimizer.
 
 Ranking loss: cosine similarity matrix of en vs ru mean-pooled embeddings,
 times scale 20, cross-entropy against the diagonal in both directions,
@@ -93,7 +97,8 @@ def run_distill(model, tok, batches, args):
     with torch.no_grad():  # precomputed, not timed
         targets = [(mean_pool(teacher, tok, en, args.max_length), mean_pool(teacher, tok, ru, args.max_length))
                    for en, ru in batches]
-    student = copy.deepcopy(teacher).train()
+    student = copy.deepcopy(teacher)
+    student.train(args.student_mode == "train")
     for p in student.parameters():
         p.requires_grad_(True)
     opt = torch.optim.AdamW(student.parameters(), lr=5e-5)
@@ -104,9 +109,10 @@ def run_distill(model, tok, batches, args):
         s_en = mean_pool(student, tok, en, args.max_length)
         s_ru = mean_pool(student, tok, ru, args.max_length)
         loss = (F.mse_loss(s_en, t_en) + F.mse_loss(s_ru, t_ru) + F.mse_loss(s_ru, t_en)
-                + ranking_loss(s_en, s_ru))
+                + 0.1 * ranking_loss(s_en, s_ru))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
         return loss.item()
 
@@ -122,6 +128,8 @@ def main():
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--student-mode", choices=["eval", "train"], default="eval",
+                   help="distill: the student without dropout (default, as sekator's) or with it")
     p.add_argument("--param-grads", action="store_true", help="importance: also compute weight gradients")
     args = p.parse_args()
 
@@ -142,7 +150,8 @@ def main():
     secs = time.perf_counter() - t0
     timed = len(batches) - 1
     print(json.dumps({
-        "mode": args.mode, "pairs_per_s": round(timed * args.batch / secs, 2),
+        "mode": args.mode, "impl": "pytorch",
+        "student_mode": args.student_mode if args.mode == "distill" else "eval", "pairs_per_s": round(timed * args.batch / secs, 2),
         "sec_per_step": round(secs / timed, 3), "steps": timed, "batch": args.batch,
         "max_length": args.max_length, "param_grads": args.param_grads if args.mode == "importance" else True,
         "losses": [round(l, 4) for l in losses], "torch": torch.__version__,

@@ -82,6 +82,10 @@ pub struct DistillConfig {
     /// Weight of the token-level term: MSE of the student's and the teacher's last hidden states over the
     /// non-padding tokens, en and ru. Above 0 the teacher is loaded and run every step (slower).
     pub w_tokens: f64,
+    /// Micro-batches each batch runs as on the CPU, in flight on their own threads, gradients summed in a
+    /// fixed order (`micro.rs`): the same gradient up to float rounding, and the same bits on every run
+    /// and any core count. 1: one graph. GPUs and `w_tokens > 0` always use one graph.
+    pub micro_batches: usize,
     /// Sentence pooling of teacher and student. Default: the teacher checkpoint's own.
     pub pooling: Option<Pooling>,
     /// L2-normalise both embeddings before the MSE terms (R always uses cosines).
@@ -145,6 +149,7 @@ impl Default for DistillConfig {
             w_rank: 0.1,
             rank_scale: 20.0,
             w_tokens: 0.0,
+            micro_batches: 2,
             pooling: None,
             normalize: false,
             seed: 42,
@@ -196,6 +201,7 @@ w_cross = 1.0             # MSE(s(ru),t(en))
 w_rank = 0.1              # symmetric in-batch ranking loss on s(en), s(ru)
 rank_scale = 20.0
 w_tokens = 0.0            # last hidden states, non-padding tokens, en and ru; > 0 runs the teacher each step
+micro_batches = 2         # CPU: rows of a batch in 2 graphs on their own threads (1: one graph; GPU: always 1)
 # pooling = "mean"        # cls | mean | pooler; default: the teacher's own
 normalize = false
 
@@ -366,6 +372,12 @@ impl DistillConfig {
                 "w_mse, w_cross, w_rank and w_tokens are all 0: nothing to train",
             );
         }
+        if self.micro_batches == 0 {
+            return bad(
+                "micro_batches",
+                "must be at least 1 (1: the batch as one graph)",
+            );
+        }
         if self.keep_checkpoints == 0 {
             return bad("keep_checkpoints", "must be at least 1 (resume needs one)");
         }
@@ -395,6 +407,10 @@ impl DistillConfig {
         if let Some(m) = v.as_object_mut() {
             if self.w_tokens == 0.0 {
                 m.remove("w_tokens");
+            }
+            // one graph is the trajectory of checkpoints written before the key existed
+            if self.micro_batches <= 1 {
+                m.remove("micro_batches");
             }
             for k in [
                 "out",

@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod loss;
 pub mod metrics;
+pub mod micro;
 pub mod optim;
 pub mod plot;
 pub mod precision;

@@ -132,6 +132,10 @@ struct Args {
     /// Token-level hidden-state MSE; > 0 runs the teacher every step. [config: w_tokens; default 0]
     #[arg(long)]
     w_tokens: Option<f64>,
+    /// CPU: run each batch as N micro-batches on their own threads (the loss stays the whole batch's;
+    /// same gradient up to rounding, deterministic); 1: one graph. [config: micro_batches; default 2]
+    #[arg(long)]
+    micro_batches: Option<usize>,
     /// [config: pooling; default: the teacher's own]
     #[arg(long, value_enum)]
     pooling: Option<Pooling>,
@@ -207,6 +211,7 @@ fn resolve(a: &Args) -> Result<(DistillConfig, bool)> {
         w_rank,
         rank_scale,
         w_tokens,
+        micro_batches,
         seed
     );
     set!(

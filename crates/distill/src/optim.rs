@@ -18,6 +18,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
+use sekator_model::cpu_optim::{self, AdamWScalars};
 use sekator_model::loader::write_safetensors;
 use sekator_model::{NamedTensor, SafetensorsWeights};
 
@@ -240,36 +241,65 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
         let s = self.opt.settings;
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
-        let mut g = grad.reshape([n]);
-        if self.coef != 1.0 {
-            g = g.mul_scalar(self.coef);
-        }
-        let (m, v) = match self.opt.state.remove(&name) {
-            Some(st) => (
-                st.m.mul_scalar(s.beta1) + g.clone().mul_scalar(1.0 - s.beta1),
-                st.v.mul_scalar(s.beta2) + g.square().mul_scalar(1.0 - s.beta2),
-            ),
-            None => (
-                g.clone().mul_scalar(1.0 - s.beta1),
-                g.square().mul_scalar(1.0 - s.beta2),
-            ),
-        };
-        let update = m.clone().div_scalar(self.bc1)
-            / (v.clone().div_scalar(self.bc2).sqrt().add_scalar(s.eps));
         let decay = if decays(&name) {
             self.lr * s.weight_decay
         } else {
             0.0
         };
-        let mut p = tensor.inner().reshape([n]);
-        if decay != 0.0 {
-            p = p.mul_scalar(1.0 - decay);
-        }
-        let p = p - update.mul_scalar(self.lr);
+        let scalars = AdamWScalars {
+            coef: (self.coef != 1.0).then_some(self.coef as f32),
+            beta1: s.beta1 as f32,
+            one_minus_beta1: (1.0 - s.beta1) as f32,
+            beta2: s.beta2 as f32,
+            one_minus_beta2: (1.0 - s.beta2) as f32,
+            bc1: self.bc1 as f32,
+            bc2: self.bc2 as f32,
+            eps: s.eps as f32,
+            lr: self.lr as f32,
+            keep: (decay != 0.0).then_some((1.0 - decay) as f32),
+        };
+        let p = tensor.inner().reshape([n]);
+        let moments = self.opt.state.remove(&name).map(|st| (st.m, st.v));
+        let (p, m, v) = if cpu_optim::fused(&p) {
+            cpu_optim::adamw(p, grad.reshape([n]), moments, &scalars)
+        } else {
+            composed(p, grad.reshape([n]), moments, &scalars)
+        };
         self.opt.state.insert(name, Moments { m, v });
         let updated = Tensor::<AB, D>::from_inner(p.reshape(dims)).require_grad();
         Param::from_mapped_value(id, updated, mapper)
     }
+}
+
+/// The AdamW update from burn's tensor ops, for backends without [`cpu_optim::adamw`] (which must agree
+/// with it bit for bit: a test below checks). Returns `(param, m, v)`.
+fn composed<B: Backend>(
+    p: Tensor<B, 1>,
+    g: Tensor<B, 1>,
+    moments: Option<(Tensor<B, 1>, Tensor<B, 1>)>,
+    s: &AdamWScalars,
+) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>) {
+    let g = match s.coef {
+        Some(c) => g.mul_scalar(c),
+        None => g,
+    };
+    let (m, v) = match moments {
+        Some((m, v)) => (
+            m.mul_scalar(s.beta1) + g.clone().mul_scalar(s.one_minus_beta1),
+            v.mul_scalar(s.beta2) + g.square().mul_scalar(s.one_minus_beta2),
+        ),
+        None => (
+            g.clone().mul_scalar(s.one_minus_beta1),
+            g.square().mul_scalar(s.one_minus_beta2),
+        ),
+    };
+    let update =
+        m.clone().div_scalar(s.bc1) / (v.clone().div_scalar(s.bc2).sqrt().add_scalar(s.eps));
+    let p = match s.keep {
+        Some(k) => p.mul_scalar(k),
+        None => p,
+    };
+    (p - update.mul_scalar(s.lr), m, v)
 }
 
 #[cfg(test)]
@@ -283,5 +313,54 @@ mod tests {
         assert!(!decays("layers.0.attention.self_attention.query.bias"));
         assert!(!decays("layers.0.feed_forward.layer_norm.gamma"));
         assert!(!decays("embeddings.layer_norm.beta"));
+    }
+
+    /// The fused CPU update equals burn's composition bit for bit, over two steps (first and later
+    /// moments), with and without clipping and decay, on a tensor large enough to be split across threads.
+    #[test]
+    fn fused_update_equals_the_composition_bit_for_bit() {
+        type F = sekator_model::Cpu;
+        let dev = Default::default();
+        let n = 3 * (1 << 15) + 7;
+        let t = |f: &dyn Fn(usize) -> f32| {
+            let v: Vec<f32> = (0..n).map(f).collect();
+            Tensor::<F, 1>::from_data(TensorData::new(v, [n]), &dev)
+        };
+        let bits = |t: &Tensor<F, 1>| -> Vec<u32> {
+            t.to_data()
+                .to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect()
+        };
+        for (coef, keep) in [(None, None), (Some(0.37f32), Some(0.999_99f32))] {
+            let s = AdamWScalars {
+                coef,
+                beta1: 0.9,
+                one_minus_beta1: (1.0f64 - 0.9) as f32,
+                beta2: 0.999,
+                one_minus_beta2: (1.0f64 - 0.999) as f32,
+                bc1: 0.1,
+                bc2: 0.001,
+                eps: 1e-6,
+                lr: 5e-5,
+                keep,
+            };
+            let p0 = t(&|i| ((i as f32) * 0.013).sin());
+            let (mut a, mut b) = ((p0.clone(), None), (p0, None));
+            for step in 0..2 {
+                let g = t(&|i| ((i * (step + 3)) as f32 * 0.7).cos() * 1e-2);
+                let (p, m, v) = cpu_optim::adamw(a.0, g.clone(), a.1, &s);
+                a = (p, Some((m, v)));
+                let (p, m, v) = composed(b.0, g, b.1, &s);
+                b = (p, Some((m, v)));
+            }
+            let (am, av) = a.1.as_ref().unwrap();
+            let (bm, bv) = b.1.as_ref().unwrap();
+            assert_eq!(bits(&a.0), bits(&b.0), "parameters");
+            assert_eq!(bits(am), bits(bm), "first moments");
+            assert_eq!(bits(av), bits(bv), "second moments");
+        }
     }
 }

@@ -39,6 +39,7 @@ use crate::error::{DistillError, Result};
 use crate::eval::{self, DevSet, EvalMetrics};
 use crate::loss::{distill_loss, masked_token_mse, LossParts, LossValues, LossWeights};
 use crate::metrics::{MetricsLog, Record, TrainRecord};
+use crate::micro;
 use crate::optim::{param_paths, AdamW, AdamWSettings};
 use crate::precision::{self, Precision, PrecisionCheck, ProbeReport};
 use crate::schedule::LrSchedule;
@@ -1069,22 +1070,21 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
 
     /// The loss of the batch of pairs `idx`: each side through the student once, the token term (and
     /// its teacher forward passes) only when `w_tokens` > 0, so runs without it are as before.
-    fn batch_loss(&self, idx: &[usize]) -> Result<LossParts<B>> {
-        let (device, inp) = (self.device, &self.inputs);
-        let model = self.model();
+    /// The token batches of the en and the ru texts of pairs `idx`.
+    fn encode(&self, idx: &[usize]) -> Result<(TokenBatch, TokenBatch)> {
+        let inp = &self.inputs;
         let encode = |text: fn(&Pair) -> &str| -> Result<TokenBatch> {
             let texts: Vec<&str> = idx.iter().map(|&i| text(&inp.data.pairs[i])).collect();
             let tokens = inp.tokenizer.encode(&texts, inp.max_length)?;
             let refs: Vec<_> = tokens.iter().collect();
             Ok(TokenBatch::new(&refs, inp.tokenizer.pad_id))
         };
-        let (en, ru) = (encode(|p| &p.en)?, encode(|p| &p.ru)?);
-        let s_en = student_forward(model, &en, inp.pooling, device);
-        let s_ru = student_forward(model, &ru, inp.pooling, device);
-        let tokens = self
-            .teacher
-            .as_ref()
-            .map(|t| token_term(t, &en, &s_en, device) + token_term(t, &ru, &s_ru, device));
+        Ok((encode(|p| &p.en)?, encode(|p| &p.ru)?))
+    }
+
+    /// The teacher's cached embeddings of pairs `idx` (en, ru), at the student's dimensions.
+    fn targets(&self, idx: &[usize]) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let (device, inp) = (self.device, &self.inputs);
         let target = |side| {
             to_tensor::<B>(
                 inp.dims.select(inp.cache.gather(side, idx)),
@@ -1092,12 +1092,62 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
                 device,
             )
         };
-        let (t_en, t_ru) = (target(Side::En), target(Side::Ru));
+        (target(Side::En), target(Side::Ru))
+    }
+
+    fn batch_loss(&self, idx: &[usize]) -> Result<LossParts<B>> {
+        let (device, inp) = (self.device, &self.inputs);
+        let model = self.model();
+        let (en, ru) = self.encode(idx)?;
+        let s_en = student_forward(model, &en, inp.pooling, device);
+        let s_ru = student_forward(model, &ru, inp.pooling, device);
+        let tokens = self
+            .teacher
+            .as_ref()
+            .map(|t| token_term(t, &en, &s_en, device) + token_term(t, &ru, &s_ru, device));
+        let (t_en, t_ru) = self.targets(idx);
         let w = &self.loss_weights;
         let parts = distill_loss(s_en.pooled, s_ru.pooled, t_en, t_ru, w);
         Ok(match tokens {
             Some(t) => parts.with_tokens(t, w.tokens),
             None => parts,
+        })
+    }
+
+    /// How many micro-batches a batch runs as ([`micro`]): the config's `micro_batches` on CPU backends,
+    /// 1 (one graph) on GPUs, whose kernels are parallel already, and with the token term, whose
+    /// per-token mean couples the rows' hidden states.
+    fn micro_batches(&self) -> usize {
+        if backend::is_cpu::<B>() && self.teacher.is_none() {
+            self.cfg.micro_batches.max(1)
+        } else {
+            1
+        }
+    }
+
+    /// The loss values and parameter gradients of the batch `idx`.
+    fn batch_gradients(&self, idx: &[usize]) -> Result<(LossValues, GradientsParams)> {
+        let micro = self.micro_batches();
+        if micro <= 1 {
+            let parts = self.batch_loss(idx)?;
+            let values = parts.values();
+            return Ok((
+                values,
+                GradientsParams::from_grads(parts.total.backward(), self.model()),
+            ));
+        }
+        let (device, pooling) = (self.device, self.inputs.pooling);
+        let forward = |model: &BertModel<B>, rows: &[usize]| -> Result<micro::Pooled<B>> {
+            let (en, ru) = self.encode(rows)?;
+            Ok(micro::Pooled {
+                en: student_forward(model, &en, pooling, device).pooled,
+                ru: student_forward(model, &ru, pooling, device).pooled,
+            })
+        };
+        let (t_en, t_ru) = self.targets(idx);
+        let w = &self.loss_weights;
+        micro::step(self.model(), idx, micro, forward, |s_en, s_ru| {
+            distill_loss(s_en, s_ru, t_en, t_ru, w)
         })
     }
 
@@ -1107,8 +1157,7 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
         let t0 = Instant::now();
         let pos = self.inputs.data.position_of(self.step);
         let idx = self.inputs.data.batch(pos);
-        let parts = self.batch_loss(&idx)?;
-        let values = parts.values();
+        let (values, grads) = self.batch_gradients(&idx)?;
         if !values.total.is_finite() && fail_on_non_finite {
             self.bar.abandon();
             return Err(DistillError::NonFinite {
@@ -1117,7 +1166,6 @@ impl<'a, B: AutodiffBackend> Run<'a, B> {
                 checkpoint: self.latest_ckpt.clone(),
             });
         }
-        let grads = GradientsParams::from_grads(parts.total.backward(), self.model());
         let lr = self.schedule().lr(self.step);
         let model = self.model.take().expect(STUDENT);
         let (updated, grad_norm) = self.optim.step::<B, _>(model, grads, lr);

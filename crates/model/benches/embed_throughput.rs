@@ -11,6 +11,8 @@ use burn::tensor::backend::Backend;
 use sekator_model::{Cpu, EmbedOptions, Encoder, Pooling};
 
 fn main() {
+    // as every sekator binary does at start (logging::init)
+    sekator_model::alloc::tune();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let model = std::env::var("SEKATOR_BENCH_MODEL")
         .map(Into::into)

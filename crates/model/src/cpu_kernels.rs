@@ -27,7 +27,7 @@ use burn_flex::FlexTensor;
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// burn-autodiff's tensor over burn-flex (its type is not exported under a path, only as the primitive).
-type AutodiffFlex = <CpuAutodiff as BackendTypes>::FloatTensorPrimitive;
+pub(crate) type AutodiffFlex = <CpuAutodiff as BackendTypes>::FloatTensorPrimitive;
 
 /// Whether `B` takes the fused kernels (the CPU backend, with or without autodiff).
 pub fn fused<B: Backend>() -> bool {
@@ -99,7 +99,7 @@ impl RowBias<'_> {
 }
 
 /// Applies `f` to the primitive of `t` when `B`'s float primitive is `P`; `Err(t)` unchanged otherwise.
-fn map_primitive<B: Backend, P: 'static, const D: usize>(
+pub(crate) fn map_primitive<B: Backend, P: 'static, const D: usize>(
     t: Tensor<B, D>,
     f: impl FnOnce(P) -> P,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
@@ -132,7 +132,7 @@ fn flex_values<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<Vec<f32>>
 }
 
 /// Contiguous, uniquely owned f32 storage of `t` (copied only when `t` is a strided view or shared).
-fn contiguous_mut(t: &mut FlexTensor) -> &mut [f32] {
+pub(crate) fn contiguous_mut(t: &mut FlexTensor) -> &mut [f32] {
     let n = t.layout().num_elements();
     *t = t.to_contiguous();
     &mut t.storage_mut::<f32>()[..n]

@@ -4,11 +4,13 @@
 //! ...), so the code reads beside it. Unlike transformers, every layer has its own head count and FFN width:
 //! a pruned checkpoint is a first-class model, not a masked one.
 
+pub mod alloc;
 pub mod attention;
 pub mod backend;
 pub mod bert;
 pub mod config;
 pub mod cpu_kernels;
+pub mod cpu_optim;
 pub mod embeddings;
 pub mod error;
 pub mod feed_forward;
