@@ -72,6 +72,10 @@ report config="configs/default.toml" *flags="": build
 bench: build
     bash scripts/bench.sh
 
+# perf profiles of a distillation step, an importance step and batch-32 embedding (runs/profile/*.txt).
+profile: build
+    bash scripts/profile.sh
+
 # On the GPU machine: CUDA parity and speed beside PyTorch (see scripts/gpu-check.sh).
 gpu-check:
     bash scripts/gpu-check.sh

@@ -14,13 +14,17 @@ PAIRS=data/en-ru/pairs.tsv
 OUT=runs/profile
 BIN=target/release
 mkdir -p "$OUT"
-# cpu-clock: a software event, so this works in VMs without hardware counters.
-record() { perf record -q -F 997 -e cpu-clock -o "$OUT/$1.data" -- "${@:2}" >/dev/null 2>&1; }
+# cpu-clock: a software event, so this works in VMs without hardware counters. Wall, user and system
+# seconds go beside the profile: (user + sys) / (wall * cores) says how busy the cores were.
+record() {
+  /usr/bin/time -f "wall %e s, user %U s, sys %S s" -o "$OUT/$1.time" \
+    perf record -q -F 997 -e cpu-clock -o "$OUT/$1.data" -- "${@:2}" >/dev/null 2>&1
+}
 report() {
-  perf report -q -i "$OUT/$1.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
-    | grep -v '^$' | head -40 >"$OUT/$1.txt"
+  perf report -q -i "$OUT/$1.data" --no-children --sort dso,symbol --stdio >"$OUT/$1.full.txt" 2>/dev/null || true
+  { cat "$OUT/$1.time"; grep -v '^$' "$OUT/$1.full.txt" | head -40 | cut -c1-160; } >"$OUT/$1.txt"
   echo "== $1 (top of $OUT/$1.txt)"
-  head -15 "$OUT/$1.txt"
+  head -16 "$OUT/$1.txt"
 }
 
 echo "== distillation: filling the teacher cache (not profiled)"

@@ -13,7 +13,7 @@ use crate::config::BertConfig;
 use crate::cpu_kernels;
 use crate::error::ModelError;
 use crate::layers::{self, NamedTensor};
-use crate::masks::{self, HiddenMask};
+use crate::masks::{self, Norm};
 use crate::weights::WeightSource;
 
 /// HF `attention.self`: Q/K/V projections of `hidden -> heads * head_dim`.
@@ -88,13 +88,13 @@ impl<B: Backend> BertAttention<B> {
 
     /// `x`: `[batch, seq, hidden]`; `mask_bias`: `[batch, 1, 1, seq]` (0 for tokens, very negative for padding);
     /// `head_mask`: optional `[heads]` multiplied into each head's attention output (importance scoring);
-    /// `hidden`: the residual-stream mask, if any (see [`crate::masks`]).
+    /// `norm`: the LayerNorm epsilon and residual-stream mask, if any (see [`crate::masks`]).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         mask_bias: Tensor<B, 4>,
         head_mask: Option<&Tensor<B, 1>>,
-        hidden: Option<HiddenMask<'_, B>>,
+        norm: Norm<'_, B>,
     ) -> Tensor<B, 3> {
         let sa = &self.self_attention;
         let [batch, seq, _] = x.dims();
@@ -126,7 +126,7 @@ impl<B: Backend> BertAttention<B> {
         }
         let context = merge_heads(context);
         let out = layers::linear_rows(&self.output.dense, context);
-        masks::norm(&self.output.layer_norm, out + x, hidden)
+        masks::norm(&self.output.layer_norm, out + x, norm)
     }
 }
 

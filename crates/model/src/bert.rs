@@ -12,7 +12,7 @@ use crate::embeddings::BertEmbeddings;
 use crate::error::ModelError;
 use crate::feed_forward::BertFeedForward;
 use crate::layers::{self, NamedTensor};
-use crate::masks::{HiddenMask, UnitMasks};
+use crate::masks::{Norm, UnitMasks};
 use crate::weights::WeightSource;
 
 /// HF `encoder.layer.{i}`.
@@ -33,7 +33,7 @@ pub struct BertModel<B: Backend> {
     pub embeddings: BertEmbeddings<B>,
     pub layers: Vec<BertLayer<B>>,
     pub pooler: Option<BertPooler<B>>,
-    /// The config's `layer_norm_eps`, for the hidden-masked LayerNorms ([`HiddenMask`]).
+    /// The config's `layer_norm_eps`, for every LayerNorm ([`Norm`]).
     pub layer_norm_eps: f64,
 }
 
@@ -93,13 +93,11 @@ impl<B: Backend> BertModel<B> {
     ) -> Tensor<B, 3> {
         let [batch, seq] = input_ids.dims();
         let token_types = Tensor::<B, 2, Int>::zeros([batch, seq], &input_ids.device());
-        let hidden = masks
-            .and_then(|m| m.hidden.as_ref())
-            .map(|mask| HiddenMask {
-                mask,
-                eps: self.layer_norm_eps,
-            });
-        let mut x = self.embeddings.forward(input_ids, token_types, hidden);
+        let norm = Norm {
+            hidden: masks.and_then(|m| m.hidden.as_ref()),
+            eps: self.layer_norm_eps,
+        };
+        let mut x = self.embeddings.forward(input_ids, token_types, norm);
         // Additive bias: 0 where attended, the dtype's float min where padded (as transformers does;
         // f32::MIN would round to -inf in bf16/f16 and 0 * -inf is NaN).
         let min = burn::tensor::FloatDType::from(attention_mask.dtype())
@@ -118,8 +116,8 @@ impl<B: Backend> BertModel<B> {
         for (l, layer) in self.layers.iter().enumerate() {
             let hm = masks.and_then(|m| m.heads.get(l)).and_then(|t| t.as_ref());
             let fm = masks.and_then(|m| m.ffn.get(l)).and_then(|t| t.as_ref());
-            x = layer.attention.forward(x, bias.clone(), hm, hidden);
-            x = layer.feed_forward.forward(x, fm, hidden);
+            x = layer.attention.forward(x, bias.clone(), hm, norm);
+            x = layer.feed_forward.forward(x, fm, norm);
         }
         x
     }

@@ -7,7 +7,7 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 use crate::config::BertConfig;
 use crate::error::ModelError;
 use crate::layers::{self, NamedTensor};
-use crate::masks::{self, HiddenMask};
+use crate::masks::{self, Norm};
 use crate::weights::WeightSource;
 
 #[derive(Module, Debug)]
@@ -77,12 +77,12 @@ impl<B: Backend> BertEmbeddings<B> {
     }
 
     /// `input_ids`, `token_type_ids`: `[batch, seq]` -> `[batch, seq, hidden]`. Positions are `0..seq`.
-    /// `hidden`: the residual-stream mask, if any (see [`crate::masks`]).
+    /// `norm`: the LayerNorm epsilon and residual-stream mask, if any (see [`crate::masks`]).
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
         token_type_ids: Tensor<B, 2, Int>,
-        hidden: Option<HiddenMask<'_, B>>,
+        norm: Norm<'_, B>,
     ) -> Tensor<B, 3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
@@ -92,6 +92,6 @@ impl<B: Backend> BertEmbeddings<B> {
         let x = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(token_type_ids);
-        masks::norm(&self.layer_norm, x, hidden)
+        masks::norm(&self.layer_norm, x, norm)
     }
 }

@@ -9,7 +9,7 @@ use crate::config::BertConfig;
 use crate::cpu_kernels;
 use crate::error::ModelError;
 use crate::layers::{self, NamedTensor};
-use crate::masks::{self, HiddenMask};
+use crate::masks::{self, Norm};
 use crate::weights::WeightSource;
 
 /// Exact (erf) GELU, BERT's `gelu`.
@@ -73,12 +73,12 @@ impl<B: Backend> BertFeedForward<B> {
     }
 
     /// `ffn_mask`: optional `[width]` multiplied into the activation output (importance scoring);
-    /// `hidden`: the residual-stream mask, if any (see [`crate::masks`]).
+    /// `norm`: the LayerNorm epsilon and residual-stream mask, if any (see [`crate::masks`]).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         ffn_mask: Option<&Tensor<B, 1>>,
-        hidden: Option<HiddenMask<'_, B>>,
+        norm: Norm<'_, B>,
     ) -> Tensor<B, 3> {
         let a = layers::linear_rows(&self.intermediate, x.clone());
         let mut a = match self.act {
@@ -93,7 +93,7 @@ impl<B: Backend> BertFeedForward<B> {
         masks::norm(
             &self.layer_norm,
             layers::linear_rows(&self.output, a) + x,
-            hidden,
+            norm,
         )
     }
 }

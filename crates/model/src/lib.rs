@@ -10,6 +10,7 @@ pub mod backend;
 pub mod bert;
 pub mod config;
 pub mod cpu_kernels;
+pub mod cpu_layer_norm;
 pub mod cpu_optim;
 pub mod embeddings;
 pub mod error;

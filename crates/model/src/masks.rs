@@ -7,7 +7,7 @@
 //!
 //! The hidden (width) mask needs more than a product to equal a cut: every LayerNorm sees the residual
 //! stream, and a model with dimension `i` cut out takes its mean and variance over the other dimensions
-//! only. So under a hidden mask each LayerNorm becomes [`HiddenMask::norm`]: statistics weighted by the
+//! only. So under a hidden mask each LayerNorm becomes the masked form in [`norm`]: statistics weighted by the
 //! mask, output times the mask. With a 0/1 mask that is exactly the cut model (every matrix reading the
 //! stream then sees zeros where the cut removed columns); at all ones it is the plain LayerNorm.
 
@@ -25,48 +25,48 @@ pub struct UnitMasks<B: Backend> {
     pub hidden: Option<Tensor<B, 1>>,
 }
 
-/// The hidden mask as one LayerNorm applies it (the model's `layer_norm_eps` beside it).
+/// How each LayerNorm of a forward pass runs: the model's `layer_norm_eps` and the hidden mask, if any.
 #[derive(Debug)]
-pub struct HiddenMask<'a, B: Backend> {
-    pub mask: &'a Tensor<B, 1>,
+pub struct Norm<'a, B: Backend> {
+    pub hidden: Option<&'a Tensor<B, 1>>,
     pub eps: f64,
 }
 
 // By hand: a derive would require `B: Copy`, and only the reference is copied.
-impl<B: Backend> Clone for HiddenMask<'_, B> {
+impl<B: Backend> Clone for Norm<'_, B> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<B: Backend> Copy for HiddenMask<'_, B> {}
+impl<B: Backend> Copy for Norm<'_, B> {}
 
-impl<B: Backend> HiddenMask<'_, B> {
-    /// `LayerNorm(x)` over the dimensions the mask keeps (mean and variance weighted by it), times the mask.
-    pub fn norm(&self, ln: &LayerNorm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let d = self.mask.dims()[0];
-        let m = self.mask.clone().reshape([1, 1, d]);
-        let kept = self.mask.clone().sum().reshape([1, 1, 1]);
-        let mean = (x.clone() * m.clone()).sum_dim(2) / kept.clone();
-        let centred = x - mean;
-        let var = (centred.clone().powi_scalar(2) * m.clone()).sum_dim(2) / kept;
-        let mut y = centred / var.add_scalar(self.eps).sqrt();
-        y = y * ln.gamma.val().reshape([1, 1, d]);
-        if let Some(b) = &ln.beta {
-            y = y + b.val().reshape([1, 1, d]);
-        }
-        y * m
-    }
-}
-
-/// `ln(x)`, or its masked form when a hidden mask is given.
-pub fn norm<B: Backend>(
+/// `LayerNorm(x)` over the dimensions `mask` keeps (mean and variance weighted by it), times the mask.
+fn masked_norm<B: Backend>(
     ln: &LayerNorm<B>,
     x: Tensor<B, 3>,
-    hidden: Option<HiddenMask<'_, B>>,
+    mask: &Tensor<B, 1>,
+    eps: f64,
 ) -> Tensor<B, 3> {
-    match hidden {
-        Some(h) => h.norm(ln, x),
-        None => ln.forward(x),
+    let d = mask.dims()[0];
+    let m = mask.clone().reshape([1, 1, d]);
+    let kept = mask.clone().sum().reshape([1, 1, 1]);
+    let mean = (x.clone() * m.clone()).sum_dim(2) / kept.clone();
+    let centred = x - mean;
+    let var = (centred.clone().powi_scalar(2) * m.clone()).sum_dim(2) / kept;
+    let mut y = centred / var.add_scalar(eps).sqrt();
+    y = y * ln.gamma.val().reshape([1, 1, d]);
+    if let Some(b) = &ln.beta {
+        y = y + b.val().reshape([1, 1, d]);
+    }
+    y * m
+}
+
+/// `ln(x)` (fused on the CPU backends, see [`crate::cpu_layer_norm`]), or its masked form under a hidden
+/// mask.
+pub fn norm<B: Backend>(ln: &LayerNorm<B>, x: Tensor<B, 3>, norm: Norm<'_, B>) -> Tensor<B, 3> {
+    match norm.hidden {
+        Some(mask) => masked_norm(ln, x, mask, norm.eps),
+        None => crate::cpu_layer_norm::layer_norm(ln, x, norm.eps),
     }
 }
 

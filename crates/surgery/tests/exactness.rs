@@ -194,15 +194,19 @@ fn keep_layers_runs_the_kept_layers_of_the_original() {
     let (ids, mask) = batch.tensors::<B>(&dev);
     let [b, s] = ids.dims();
     let types = Tensor::<B, 2, burn::tensor::Int>::zeros([b, s], &dev);
-    let mut x = orig.model.embeddings.forward(ids, types, None);
+    let norm = sekator_model::masks::Norm {
+        hidden: None,
+        eps: orig.model.layer_norm_eps,
+    };
+    let mut x = orig.model.embeddings.forward(ids, types, norm);
     let bias = (mask.neg() + 1.0)
         .mul_scalar(f32::MIN)
         .reshape([b, 1, 1, s]);
     for l in [0, 2] {
         x = orig.model.layers[l]
             .attention
-            .forward(x, bias.clone(), None, None);
-        x = orig.model.layers[l].feed_forward.forward(x, None, None);
+            .forward(x, bias.clone(), None, norm);
+        x = orig.model.layers[l].feed_forward.forward(x, None, norm);
     }
     let d = max_diff(&sekator_model::layers::to_vec(&x), &hidden(&dropped, None));
     assert!(d <= 1e-5, "{d}");
