@@ -78,6 +78,11 @@ record 0 embed "pytorch, file order" "$(embed_torch --order file)"
 record 0 distill "pytorch, dropout student" "$(train_torch distill --student-mode train)"
 record 0 distill "sekator, one graph" "$(distill_sekator 22 --micro-batches 1)"
 
+echo "== the matmul kernel alone (gemm under burn-flex vs PyTorch's), GFLOP/s"
+cargo build -q --release -p sekator-model --bench gemm_peak
+GEMM=$(ls -t target/release/deps/gemm_peak-* | grep -v '\.d$' | head -1)
+{ "$GEMM"; "$PY" scripts/reference/bench_gemm_torch.py; } | tee "$OUT/gemm.jsonl"
+
 "$PY" - "$OUT" <<'EOF'
 import json, statistics, sys
 out = sys.argv[1]
@@ -101,6 +106,11 @@ for w, label in what.items():
 lines.append("")
 lines.append("Earlier baselines, once each: " + "; ".join(
     f"{r['what']} {r['impl']} {r['value']:.1f}" for r in rows if r["round"] == 0))
+gemm = [json.loads(l) for l in open(f"{out}/gemm.jsonl")]
+lines += ["", "| matmul m x k x n, threads | gemm (GFLOP/s) | PyTorch (GFLOP/s) | gemm / PyTorch |", "|---|---:|---:|---:|"]
+for g in (g for g in gemm if g["impl"] == "gemm"):
+    t = next(x for x in gemm if x["impl"] == "torch" and all(x[c] == g[c] for c in ("m", "k", "n", "threads")))
+    lines.append(f"| {g['m']} x {g['k']} x {g['n']}, {g['threads']} | {g['gflops']:.0f} | {t['gflops']:.0f} | {g['gflops'] / t['gflops']:.2f}x |")
 open(f"{out}/summary.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF

@@ -38,10 +38,12 @@ struct Rates {
 /// From the default run of 2026-11-28 (importance 1024 pairs at 20.4 pairs/s; distillation 18.4 pairs/s on
 /// the half-size student; teacher cache 16,384 texts in 86 s; encodechka 488 s of embedding and 40 s of
 /// classifiers for MiniLM); checked against a later measured run in BENCHMARKS.md ("Pipeline estimate").
+/// Distillation scaled by the speed-up of the CPU training work, measured on the default run's stage before
+/// and after it on one machine (2026-12-03: 21.0 -> 31.6 pairs/s).
 const RATES: Rates = Rates {
     importance_pairs_per_s: 20.0,
     validate_pairs_per_s: 60.0,
-    distill_pairs_per_s: 9.2,
+    distill_pairs_per_s: 13.8,
     embed_texts_per_s: 190.0,
     surgery_s: 10.0,
     encodechka_embed_s: 488.0,
