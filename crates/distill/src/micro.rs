@@ -95,6 +95,9 @@ pub struct Pooled<B: AutodiffBackend> {
     pub ru: Tensor<B, 2>,
 }
 
+/// A micro-batch's model copy (its fresh leaves) and its pooled embeddings.
+type Forwarded<B> = (M<B>, Pooled<B>);
+
 /// The loss values and parameter gradients of one batch, `idx` run as `micro` micro-batches in flight.
 ///
 /// `forward(model, rows)` gives the pooled embeddings of those rows through `model` (a [`fresh_leaves`]
@@ -113,8 +116,7 @@ where
 {
     let chunks = split(idx, micro);
     let workers = backend::concurrent_batches::<B>();
-    let mut outs: Vec<Option<Result<(M<B>, Pooled<B>)>>> =
-        (0..chunks.len()).map(|_| None).collect();
+    let mut outs: Vec<Option<Result<Forwarded<B>>>> = (0..chunks.len()).map(|_| None).collect();
     backend::in_flight(
         chunks.len(),
         workers,
@@ -124,7 +126,7 @@ where
         },
         |i, r| outs[i] = Some(r),
     );
-    let outs: Vec<(M<B>, Pooled<B>)> = outs
+    let outs: Vec<Forwarded<B>> = outs
         .into_iter()
         .map(|o| o.expect("every micro-batch ran"))
         .collect::<Result<_>>()?;
@@ -138,7 +140,7 @@ where
     let g = parts.total.backward();
     let grad_of = |t: &Tensor<B, 2>| t.grad(&g).unwrap_or_else(|| t.clone().inner().zeros_like());
     let (g_en, g_ru) = (grad_of(&s_en), grad_of(&s_ru));
-    let slots: Vec<Mutex<Option<(M<B>, Pooled<B>)>>> =
+    let slots: Vec<Mutex<Option<Forwarded<B>>>> =
         outs.into_iter().map(|o| Mutex::new(Some(o))).collect();
     let offsets: Vec<usize> = chunks
         .iter()
@@ -216,7 +218,7 @@ mod tests {
             ids.extend(
                 r.iter()
                     .copied()
-                    .chain(std::iter::repeat(0).take(seq - r.len())),
+                    .chain(std::iter::repeat_n(0, seq - r.len())),
             );
             mask.extend((0..seq).map(|j| if j < r.len() { 1.0f32 } else { 0.0 }));
         }
