@@ -4,17 +4,8 @@
 
 mod common;
 
-use common::{max_abs_diff, Fixture};
-use sekator_distill::metrics::MetricsLog;
+use common::{max_abs_diff, train_losses, Fixture};
 use sekator_distill::{run, DistillConfig, TrainOptions};
-
-fn losses(out: &std::path::Path) -> Vec<(usize, f32)> {
-    MetricsLog::resume(out, usize::MAX)
-        .unwrap()
-        .train()
-        .map(|r| (r.step, r.loss.total))
-        .collect()
-}
 
 fn train(fx: &Fixture, name: &str, micro: usize) -> DistillConfig {
     let cfg = DistillConfig {
@@ -38,7 +29,7 @@ fn micro_batches_are_deterministic_and_follow_the_one_graph_run() {
         weights(&a) == weights(&b),
         "two identical runs wrote different weights"
     );
-    let (la, lo) = (losses(&a.out), losses(&one.out));
+    let (la, lo) = (train_losses(&a.out), train_losses(&one.out));
     assert_eq!(la.len(), 12);
     assert_eq!(la.len(), lo.len());
     for ((step, x), (_, y)) in la.iter().zip(&lo) {

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{edit_state, flip_byte, max_abs_diff, truncate_half, with_log, Fixture};
+use common::{edit_state, flip_byte, max_abs_diff, train_losses, truncate_half, with_log, Fixture};
 use sekator_distill::metrics::{MetricsLog, Record};
 use sekator_distill::{checkpoint, run, TrainOptions};
 use sekator_pipeline::artifacts::distill::DistillSummary;
@@ -43,14 +43,6 @@ fn train_lrs(out: &std::path::Path) -> Vec<(usize, f64)> {
         .unwrap()
         .train()
         .map(|r| (r.step, r.lr))
-        .collect()
-}
-
-fn train_losses(out: &std::path::Path) -> Vec<(usize, f32)> {
-    MetricsLog::resume(out, usize::MAX)
-        .unwrap()
-        .train()
-        .map(|r| (r.step, r.loss.total))
         .collect()
 }
 

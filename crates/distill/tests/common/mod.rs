@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sekator_distill::metrics::MetricsLog;
 use sekator_distill::DistillConfig;
 use sekator_model::testing::{tiny_config, write_random_model};
 use sekator_model::{Cpu, SafetensorsWeights};
@@ -119,6 +120,15 @@ pub fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
             let (_, d) = w.read_f32(&n).unwrap();
             (n, d)
         })
+        .collect()
+}
+
+/// (step, total training loss) of every logged training step of the run in `out`.
+pub fn train_losses(out: &Path) -> Vec<(usize, f32)> {
+    MetricsLog::resume(out, usize::MAX)
+        .unwrap()
+        .train()
+        .map(|r| (r.step, r.loss.total))
         .collect()
 }
 
