@@ -10,6 +10,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use crate::backend::is_cpu;
 use crate::config::BertConfig;
+use crate::cpu_attention;
 use crate::cpu_kernels;
 use crate::error::ModelError;
 use crate::layers::{self, NamedTensor};
@@ -97,37 +98,61 @@ impl<B: Backend> BertAttention<B> {
         norm: Norm<'_, B>,
     ) -> Tensor<B, 3> {
         let sa = &self.self_attention;
-        let [batch, seq, _] = x.dims();
         let (nh, hd) = (sa.num_heads, sa.head_dim);
-        let split = |t: Tensor<B, 3>| t.reshape([batch, seq, nh, hd]).swap_dims(1, 2);
-        let q = split(layers::linear_rows(&sa.query, x.clone()));
-        let k = split(layers::linear_rows(&sa.key, x.clone()));
-        let v = split(layers::linear_rows(&sa.value, x.clone()));
-        // Q/K/V stay strided views (the matmuls read them in place).
-        let scale = 1.0 / (hd as f32).sqrt();
-        let scores = q.matmul(k.swap_dims(2, 3));
-        let probs = match cpu_kernels::masked_softmax(scores, scale, &mask_bias) {
-            Ok(probs) => probs,
-            Err(scores) => {
-                // On unfused CPU backends a broadcast add walks elements one by one, so the padding
-                // bias is first repeated to the scores' full shape (two memcpy passes), which turns
-                // the add into a contiguous SIMD pass.
-                let bias = if is_cpu::<B>() {
-                    mask_bias.repeat_dim(1, nh)
-                } else {
-                    mask_bias
-                };
-                softmax(scores.mul_scalar(scale) + bias, 3)
-            }
+        let q = layers::linear_rows(&sa.query, x.clone());
+        let k = layers::linear_rows(&sa.key, x.clone());
+        let v = layers::linear_rows(&sa.value, x.clone());
+        let context = match cpu_attention::attention(q, k, v, &mask_bias, nh) {
+            Ok(context) => match head_mask {
+                // [heads] -> each head's mask over its columns of the merged context
+                Some(m) => {
+                    let cols = m.clone().reshape([nh, 1]).repeat_dim(1, hd);
+                    context * cols.reshape([1, 1, nh * hd])
+                }
+                None => context,
+            },
+            Err((q, k, v)) => composed_attention(q, k, v, mask_bias, head_mask, [nh, hd]),
         };
-        let mut context = probs.matmul(v); // [batch, heads, seq, head_dim]
-        if let Some(m) = head_mask {
-            context = context * m.clone().reshape([1, nh, 1, 1]);
-        }
-        let context = merge_heads(context);
         let out = layers::linear_rows(&self.output.dense, context);
         masks::norm(&self.output.layer_norm, out + x, norm)
     }
+}
+
+/// Attention from burn's ops: heads split as strided views, the fused CPU softmax where the backend has
+/// it, heads merged back. `q`, `k`, `v`: `[batch, seq, heads * head_dim]`; returns the same shape.
+fn composed_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    mask_bias: Tensor<B, 4>,
+    head_mask: Option<&Tensor<B, 1>>,
+    [nh, hd]: [usize; 2],
+) -> Tensor<B, 3> {
+    let [batch, seq, _] = q.dims();
+    let split = |t: Tensor<B, 3>| t.reshape([batch, seq, nh, hd]).swap_dims(1, 2);
+    let (q, k, v) = (split(q), split(k), split(v));
+    // Q/K/V stay strided views (the matmuls read them in place).
+    let scale = 1.0 / (hd as f32).sqrt();
+    let scores = q.matmul(k.swap_dims(2, 3));
+    let probs = match cpu_kernels::masked_softmax(scores, scale, &mask_bias) {
+        Ok(probs) => probs,
+        Err(scores) => {
+            // On unfused CPU backends a broadcast add walks elements one by one, so the padding
+            // bias is first repeated to the scores' full shape (two memcpy passes), which turns
+            // the add into a contiguous SIMD pass.
+            let bias = if is_cpu::<B>() {
+                mask_bias.repeat_dim(1, nh)
+            } else {
+                mask_bias
+            };
+            softmax(scores.mul_scalar(scale) + bias, 3)
+        }
+    };
+    let mut context = probs.matmul(v); // [batch, heads, seq, head_dim]
+    if let Some(m) = head_mask {
+        context = context * m.clone().reshape([1, nh, 1, 1]);
+    }
+    merge_heads(context)
 }
 
 /// `[batch, heads, seq, head_dim]` -> `[batch, seq, heads * head_dim]`.

@@ -154,6 +154,16 @@ pub fn is_cpu<B: Backend>() -> bool {
         || id == TypeId::of::<burn::backend::Autodiff<burn::backend::NdArray>>()
 }
 
+thread_local! {
+    static IN_FLIGHT_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is one of several [`in_flight`] workers: the cores are then busy with one
+/// batch each, and a kernel that would split its own work across threads should not.
+pub fn on_in_flight_worker() -> bool {
+    IN_FLIGHT_WORKER.with(|w| w.get())
+}
+
 /// Runs `work(i)` for `i in 0..n` on `workers` threads (inline when 1) and hands each result to `sink` on
 /// the calling thread, in completion order. How CPU stages keep several batches (or masked evaluations) in
 /// flight; see [`concurrent_batches`].
@@ -178,10 +188,13 @@ pub fn in_flight<R: Send>(
         for _ in 0..workers {
             let tx = tx.clone();
             let (next, work) = (&next, &work);
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n || tx.send((i, work(i))).is_err() {
-                    break;
+            scope.spawn(move || {
+                IN_FLIGHT_WORKER.with(|w| w.set(true));
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n || tx.send((i, work(i))).is_err() {
+                        break;
+                    }
                 }
             });
         }

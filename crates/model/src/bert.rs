@@ -85,11 +85,35 @@ impl<B: Backend> BertModel<B> {
 
     /// `input_ids`: `[batch, seq]`; `attention_mask`: `[batch, seq]` with 1 for tokens, 0 for padding.
     /// Returns the last hidden state `[batch, seq, hidden]`. Token types are all 0 (single sentences).
+    ///
+    /// Inference on the CPU backend without masks runs the layers as direct gemm calls
+    /// ([`crate::cpu_encoder`]); everything else composes burn's ops ([`Self::forward_composed`]).
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2>,
         masks: Option<&UnitMasks<B>>,
+    ) -> Tensor<B, 3> {
+        self.forward_with(input_ids, attention_mask, masks, true)
+    }
+
+    /// [`Self::forward`] composed from burn's ops on every backend: the reference the CPU fast path is
+    /// tested against.
+    pub fn forward_composed(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2>,
+        masks: Option<&UnitMasks<B>>,
+    ) -> Tensor<B, 3> {
+        self.forward_with(input_ids, attention_mask, masks, false)
+    }
+
+    fn forward_with(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2>,
+        masks: Option<&UnitMasks<B>>,
+        fast: bool,
     ) -> Tensor<B, 3> {
         let [batch, seq] = input_ids.dims();
         let token_types = Tensor::<B, 2, Int>::zeros([batch, seq], &input_ids.device());
@@ -98,6 +122,12 @@ impl<B: Backend> BertModel<B> {
             eps: self.layer_norm_eps,
         };
         let mut x = self.embeddings.forward(input_ids, token_types, norm);
+        if fast && masks.is_none() {
+            match crate::cpu_encoder::encode(self, x, &attention_mask) {
+                Ok(hidden) => return hidden,
+                Err(unchanged) => x = unchanged,
+            }
+        }
         // Additive bias: 0 where attended, the dtype's float min where padded (as transformers does;
         // f32::MIN would round to -inf in bf16/f16 and 0 * -inf is NaN).
         let min = burn::tensor::FloatDType::from(attention_mask.dtype())

@@ -115,7 +115,7 @@ pub(crate) fn map_primitive<B: Backend, P: 'static, const D: usize>(
 }
 
 /// The values of an f32 tensor of either CPU backend in row-major order (read only).
-fn flex_values<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<Vec<f32>> {
+pub(crate) fn flex_values<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<Vec<f32>> {
     if !fused::<B>() || t.dtype() != DType::F32 {
         return None;
     }
@@ -291,6 +291,37 @@ dispatch!(
     /// `scale * y * (g - sum(g * y))` in place on `g` (one softmax row's backward).
     softmax_grad_row(y: &[f32], g: &mut [f32], scale: f32) => softmax_grad_body
 );
+
+dispatch!(
+    /// `x = GELU(x + bias)` in place, `xs` being rows of `bias.len()` (the FFN's bias add and activation
+    /// in one pass, for [`crate::cpu_encoder`]).
+    bias_gelu_rows(xs: &mut [f32], bias: &[f32]) => bias_gelu_body
+);
+
+dispatch!(
+    /// `out = (out + bias) + residual` in place, rows of `bias.len()` (a Linear's bias and the residual
+    /// connection in one pass, in the order the composed ops add them).
+    bias_residual_rows(out: &mut [f32], bias: &[f32], residual: &[f32]) => bias_residual_body
+);
+
+#[inline(always)]
+fn bias_gelu_body(xs: &mut [f32], bias: &[f32]) {
+    for row in xs.chunks_exact_mut(bias.len()) {
+        for (x, b) in row.iter_mut().zip(bias) {
+            *x = gelu_scalar(*x + b);
+        }
+    }
+}
+
+#[inline(always)]
+fn bias_residual_body(out: &mut [f32], bias: &[f32], residual: &[f32]) {
+    let d = bias.len();
+    for (row, res) in out.chunks_exact_mut(d).zip(residual.chunks_exact(d)) {
+        for ((o, b), r) in row.iter_mut().zip(bias).zip(res) {
+            *o = (*o + b) + r;
+        }
+    }
+}
 
 #[inline(always)]
 fn gelu_body(xs: &mut [f32]) {

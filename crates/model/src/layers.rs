@@ -38,7 +38,8 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 ///
 /// burn's `Linear` on a 3-D input broadcasts the weight over the batch and runs one small gemm per row
 /// (burn-flex repacks the weight each time and stays on one thread below ~7M multiply-adds): measured
-/// about 2x slower for MiniLM on 2 cores than a single 2-D gemm. The result is identical.
+/// about 2x slower for MiniLM on 2 cores than a single 2-D gemm. The result is identical. Under autodiff on
+/// the CPU backend the product is one fused node ([`crate::cpu_linear`]).
 ///
 /// Under mixed precision ([`crate::mixed_precision`]) the product is taken in the reduced dtype and cast back.
 pub fn linear_rows<B: Backend>(lin: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -53,7 +54,7 @@ pub fn linear_rows<B: Backend>(lin: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3>
                 None => y,
             }
         }
-        _ => lin.forward(x),
+        _ => crate::cpu_linear::linear(lin, x).unwrap_or_else(|x| lin.forward(x)),
     };
     let d_out = y.dims()[1];
     y.reshape([batch, seq, d_out])

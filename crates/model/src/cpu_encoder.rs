@@ -1,0 +1,337 @@
+//! The encoder layers' inference forward on the CPU backend as direct gemm calls over contiguous buffers.
+//!
+//! Why: composed from burn ops on burn-flex, every layer allocates and zeroes a dozen activations, splits
+//! Q/K/V into heads as strided views that are copied before the batched matmuls, merges the heads back
+//! with more copies, adds each bias in a pass of its own, and parallelises each matmul over all cores
+//! while the passes between them run on one (profiles in BENCHMARKS.md). Here, per layer: the Q, K and V
+//! products go straight into the column blocks of one `[tokens, 3 * inner]` buffer; attention runs per
+//! (sequence, head) with gemm reading Q, K^T and V in place through strides and writing each head's
+//! context into its columns of `[tokens, inner]`; the bias adds ride along with GELU or the residual add;
+//! the LayerNorms are burn-flex's own kernel; the scratch buffers are allocated once per forward. When
+//! the caller keeps one batch in flight per core ([`crate::backend::in_flight`]) each gemm runs on its
+//! calling thread, otherwise on all cores.
+//!
+//! The maths is the composed path's, step for step (the same gemm kernel, softmax, GELU and LayerNorm
+//! code, the bias and residual added in the same order); the tests below compare the two on random models
+//! with padding and uneven heads. Only inference without masks on f32 `Cpu` takes it: autodiff, unit
+//! masks, mixed precision and other backends keep [`crate::bert::BertModel::forward_composed`].
+
+use std::any::{Any, TypeId};
+
+use burn::backend::Flex;
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::ModuleOps;
+use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
+use burn_flex::FlexTensor;
+
+use crate::backend::Cpu;
+use crate::bert::{BertLayer, BertModel};
+use crate::cpu_gemm::{matmul, View};
+use crate::cpu_kernels::{bias_gelu_rows, bias_residual_rows, softmax_row};
+use crate::feed_forward::{ACT_GELU, ACT_GELU_TANH, ACT_RELU};
+
+/// The encoder layers over `x` (the embeddings' output, `[batch, seq, hidden]`) on the fast path, or
+/// `Err(x)` untouched where it does not apply (see the module doc).
+pub fn encode<B: Backend>(
+    model: &BertModel<B>,
+    x: Tensor<B, 3>,
+    attention_mask: &Tensor<B, 2>,
+) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
+    let applies = TypeId::of::<B>() == TypeId::of::<Cpu>()
+        && x.dtype() == DType::F32
+        && crate::mixed_precision::matmul_dtype().is_none();
+    let Some(model) = (model as &dyn Any).downcast_ref::<BertModel<Cpu>>() else {
+        return Err(x);
+    };
+    if !applies {
+        return Err(x);
+    }
+    let [batch, seq, hidden] = x.dims();
+    let bias: Vec<f32> = attention_mask
+        .to_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("f32 mask")
+        .iter()
+        .map(|m| (1.0 - m) * f32::MIN)
+        .collect();
+    let x: Box<dyn Any> = Box::new(x);
+    let mut h = flex(*x.downcast::<Tensor<Cpu, 3>>().expect("B is Cpu"));
+    let mut scratch = Scratch::default();
+    for layer in &model.layers {
+        h = encode_layer(
+            layer,
+            h,
+            &bias,
+            [batch, seq, hidden],
+            model.layer_norm_eps,
+            &mut scratch,
+        );
+    }
+    let out: Box<dyn Any> = Box::new(Tensor::<Cpu, 3>::from_primitive(TensorPrimitive::Float(h)));
+    Ok(*out.downcast::<Tensor<B, 3>>().expect("B is Cpu"))
+}
+
+/// Activations reused from layer to layer (each is fully overwritten before it is read).
+#[derive(Default)]
+struct Scratch {
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    scores: Vec<f32>,
+    out: Vec<f32>,
+    ffn: Vec<f32>,
+}
+
+/// `v` resized to `n` (zeroed only where it grows).
+fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    v.resize(n, 0.0);
+    &mut v[..n]
+}
+
+fn encode_layer(
+    layer: &BertLayer<Cpu>,
+    x: FlexTensor,
+    mask_bias: &[f32],
+    [batch, seq, hidden]: [usize; 3],
+    eps: f64,
+    s: &mut Scratch,
+) -> FlexTensor {
+    let tokens = batch * seq;
+    let xs = &x.storage::<f32>()[..tokens * hidden];
+    let sa = &layer.attention.self_attention;
+    let (nh, hd) = (sa.num_heads, sa.head_dim);
+    let inner = nh * hd;
+
+    // Q | K | V column blocks of one [tokens, 3 * inner] buffer, biases added.
+    let qkv = sized(&mut s.qkv, tokens * 3 * inner);
+    for (i, lin) in [&sa.query, &sa.key, &sa.value].into_iter().enumerate() {
+        linear_into(lin, xs, tokens, &mut qkv[i * inner..], 3 * inner, None);
+    }
+    let context = sized(&mut s.context, tokens * inner);
+    let scores = sized(&mut s.scores, seq * seq);
+    let scale = 1.0 / (hd as f32).sqrt();
+    for b in 0..batch {
+        let rows = b * seq * 3 * inner;
+        for head in 0..nh {
+            let q = View::rows(&qkv[rows + head * hd..], 3 * inner);
+            let k_t = View::cols(&qkv[rows + inner + head * hd..], 3 * inner);
+            matmul(scores, seq, q, k_t, [seq, hd, seq], false);
+            for row in scores.chunks_exact_mut(seq) {
+                softmax_row(row, &mask_bias[b * seq..(b + 1) * seq], scale);
+            }
+            let v = View::rows(&qkv[rows + 2 * inner + head * hd..], 3 * inner);
+            let dst = &mut context[b * seq * inner + head * hd..];
+            matmul(
+                dst,
+                inner,
+                View::rows(scores, seq),
+                v,
+                [seq, seq, hd],
+                false,
+            );
+        }
+    }
+    let out = sized(&mut s.out, tokens * hidden);
+    linear_into(
+        &layer.attention.output.dense,
+        context,
+        tokens,
+        out,
+        hidden,
+        Some(xs),
+    );
+    let x = layer_norm(
+        &layer.attention.output.layer_norm,
+        out,
+        [tokens, hidden],
+        eps,
+    );
+
+    let ff = &layer.feed_forward;
+    let xs = &x.storage::<f32>()[..tokens * hidden];
+    let width = ff.intermediate.weight.dims()[1];
+    let a = sized(&mut s.ffn, tokens * width);
+    linear_into_activated(&ff.intermediate, xs, tokens, a, ff.act);
+    let out = sized(&mut s.out, tokens * hidden);
+    linear_into(&ff.output, a, tokens, out, hidden, Some(xs));
+    let y = layer_norm(&ff.layer_norm, out, [tokens, hidden], eps);
+    y.reshape(Shape::new([batch, seq, hidden]))
+}
+
+/// `dst[r, ..] = x[r, ..] @ W + b (+ residual[r, ..])` for `rows` rows; `dst` rows `dst_rs` apart.
+fn linear_into(
+    lin: &Linear<Cpu>,
+    x: &[f32],
+    rows: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    residual: Option<&[f32]>,
+) {
+    let [d_in, d_out] = lin.weight.dims();
+    let w = flex(lin.weight.val());
+    let w = View::rows(w.storage::<f32>(), d_out);
+    matmul(
+        dst,
+        dst_rs,
+        View::rows(x, d_in),
+        w,
+        [rows, d_in, d_out],
+        true,
+    );
+    let bias = lin.bias.as_ref().map(|b| flex(b.val()));
+    let bias = bias.as_ref().map(|b| &b.storage::<f32>()[..d_out]);
+    match (bias, residual) {
+        (Some(b), Some(r)) => bias_residual_rows(dst, b, r),
+        (Some(b), None) => {
+            for row in 0..rows {
+                let r = &mut dst[row * dst_rs..row * dst_rs + d_out];
+                r.iter_mut().zip(b).for_each(|(o, b)| *o += b);
+            }
+        }
+        (None, Some(r)) => dst.iter_mut().zip(r).for_each(|(o, r)| *o += r),
+        (None, None) => {}
+    }
+}
+
+/// The FFN's first Linear with its activation: `dst = act(x @ W + b)`, `dst` contiguous.
+fn linear_into_activated(lin: &Linear<Cpu>, x: &[f32], rows: usize, dst: &mut [f32], act: usize) {
+    let [d_in, d_out] = lin.weight.dims();
+    let w = flex(lin.weight.val());
+    matmul(
+        dst,
+        d_out,
+        View::rows(x, d_in),
+        View::rows(w.storage::<f32>(), d_out),
+        [rows, d_in, d_out],
+        true,
+    );
+    let zeros;
+    let bias = match &lin.bias {
+        Some(b) => flex(b.val()),
+        None => {
+            zeros = vec![0.0f32; d_out];
+            FlexTensor::from_data(TensorData::new(zeros, [d_out]))
+        }
+    };
+    let bias = &bias.storage::<f32>()[..d_out];
+    match act {
+        ACT_GELU => bias_gelu_rows(dst, bias),
+        ACT_RELU | ACT_GELU_TANH => {
+            for row in dst.chunks_exact_mut(d_out) {
+                for (x, b) in row.iter_mut().zip(bias) {
+                    let v = *x + b;
+                    *x = if act == ACT_RELU {
+                        v.max(0.0)
+                    } else {
+                        gelu_tanh(v)
+                    };
+                }
+            }
+        }
+        other => unreachable!("unknown activation code {other}"),
+    }
+}
+
+/// `0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`, as burn's `gelu_approximate`.
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// burn-flex's LayerNorm kernel over `x` (`[rows, d]`, copied into a tensor of its own).
+fn layer_norm(ln: &LayerNorm<Cpu>, x: &[f32], [rows, d]: [usize; 2], eps: f64) -> FlexTensor {
+    let input = FlexTensor::from_data(TensorData::new(x[..rows * d].to_vec(), [rows, d]));
+    Flex::layer_norm(
+        input,
+        flex(ln.gamma.val()),
+        ln.beta.as_ref().map(|b| flex(b.val())),
+        eps,
+    )
+}
+
+/// A `Cpu` tensor's primitive, contiguous (a weight already is: this is a reference-count increment).
+fn flex<const D: usize>(t: Tensor<Cpu, D>) -> FlexTensor {
+    t.into_primitive().tensor().to_contiguous()
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Int, Tensor, TensorData};
+
+    use crate::backend::{in_flight, Cpu};
+    use crate::bert::BertModel;
+    use crate::layers::to_vec;
+    use crate::testing::tiny_config;
+    use crate::weights::RandomWeights;
+
+    /// Three sequences of lengths 7, 3 and 5 (padding after the short ones), token ids from a seed.
+    fn batch(seed: u32) -> (Tensor<Cpu, 2, Int>, Tensor<Cpu, 2>) {
+        let (lens, seq) = ([7usize, 3, 5], 7);
+        let mut ids = vec![0i32; 3 * seq];
+        let mut mask = vec![0f32; 3 * seq];
+        for (b, &len) in lens.iter().enumerate() {
+            for t in 0..len {
+                ids[b * seq + t] = ((seed as usize * 31 + b * 17 + t * 7) % 150 + 5) as i32;
+                mask[b * seq + t] = 1.0;
+            }
+        }
+        let dev = Default::default();
+        (
+            Tensor::from_data(TensorData::new(ids, [3, seq]), &dev),
+            Tensor::from_data(TensorData::new(mask, [3, seq]), &dev),
+        )
+    }
+
+    /// Largest |fast - composed| over every position (padding rows too) of a random model.
+    fn fast_vs_composed(act: &str, pruned: bool) -> f32 {
+        let mut cfg = tiny_config(3);
+        cfg.hidden_act = act.into();
+        if pruned {
+            cfg.add_pruned_heads(0, &[1]);
+            cfg.add_pruned_heads(2, &[0, 2, 3]);
+            cfg.set_ffn_sizes(vec![64, 17, 40]);
+        }
+        let model =
+            BertModel::<Cpu>::load(&cfg, &mut RandomWeights::new(3), &Default::default()).unwrap();
+        let (ids, mask) = batch(1);
+        let fast = to_vec(&model.forward(ids.clone(), mask.clone(), None));
+        let composed = to_vec(&model.forward_composed(ids, mask, None));
+        assert_eq!(fast.len(), composed.len());
+        assert!(fast.iter().all(|v| v.is_finite()));
+        fast.iter()
+            .zip(&composed)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn fast_path_equals_the_composed_ops() {
+        for act in ["gelu", "gelu_new", "relu"] {
+            for pruned in [false, true] {
+                let d = fast_vs_composed(act, pruned);
+                assert!(d < 2e-6, "{act}, pruned {pruned}: max |diff| {d}");
+            }
+        }
+    }
+
+    /// Wide enough (hidden 256, FFN 1024, 64 tokens a batch) that outside [`in_flight`] the Linear
+    /// products are split across threads: the result must not depend on it.
+    #[test]
+    fn batches_in_flight_give_the_same_hidden_states() {
+        let mut cfg = crate::config::BertConfig::new(160, 256, 1, 4, 1024);
+        cfg.max_position_embeddings = 64;
+        let model =
+            BertModel::<Cpu>::load(&cfg, &mut RandomWeights::new(5), &Default::default()).unwrap();
+        let run = |seed: u32| {
+            let (ids, mask) = batch(seed);
+            let rep = |t: Tensor<Cpu, 2>| t.repeat_dim(0, 8).reshape([4, 42]);
+            let ids = ids.float();
+            to_vec(&model.forward(rep(ids).int(), rep(mask), None))
+        };
+        let alone: Vec<Vec<f32>> = (0..4).map(run).collect();
+        let mut flying = vec![Vec::new(); 4];
+        in_flight(4, 2, |i| run(i as u32), |i, h| flying[i] = h);
+        assert_eq!(alone, flying, "single-threaded gemm changed the result");
+    }
+}
