@@ -442,7 +442,8 @@ fn exp_nonpositive(y: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     // A comparison, not `max`: NaN must pass through (a diverged run has to show up as NaN, not as 0).
     let yc = if y < -87.0 { -87.0 } else { y };
-    let n = (yc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = yc * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
     let r = (yc - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -450,7 +451,10 @@ fn exp_nonpositive(y: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n from the integer `t` holds in its low mantissa bits: integer ops only, so the loop stays in
+    // vector registers (an `as i32` cast saturates, which LLVM does lane by lane with scalar code).
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     if y < -87.0 {
         0.0
     } else {
