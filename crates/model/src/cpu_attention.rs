@@ -11,7 +11,7 @@
 //! `dV = P^T dC`, `dP = dC V^T`, `dS = softmax'(dP)`, `dQ = dS K`, `dK = dS^T Q`.
 //! The maths is the composed ops'; the tests compare the two, values and gradients.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -19,12 +19,14 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Flex;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 
 use crate::backend::CpuAutodiff;
 use crate::cpu_gemm::{matmul, View};
-use crate::cpu_kernels::{flex_values, softmax_grad_row, softmax_row, AutodiffFlex};
+use crate::cpu_kernels::{
+    flex_values, from_autodiff, softmax_grad_row, softmax_row, to_autodiff, AutodiffFlex,
+};
 
 /// The shape of one attention call: `batch` sequences of `seq` tokens, `heads` heads of `head_dim`.
 #[derive(Debug, Clone, Copy)]
@@ -65,17 +67,8 @@ pub fn attention<B: Backend>(
         heads,
         head_dim: inner / heads,
     };
-    let y = attention_autodiff(autodiff(q), autodiff(k), autodiff(v), &bias, dims);
-    let out: Box<dyn Any> = Box::new(y);
-    let out = *out
-        .downcast::<B::FloatTensorPrimitive>()
-        .expect("B is CpuAutodiff");
-    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
-}
-
-fn autodiff<B: Backend, const D: usize>(t: Tensor<B, D>) -> AutodiffFlex {
-    let prim: Box<dyn Any> = Box::new(t.into_primitive().tensor());
-    *prim.downcast::<AutodiffFlex>().expect("B is CpuAutodiff")
+    let y = attention_autodiff(to_autodiff(q), to_autodiff(k), to_autodiff(v), &bias, dims);
+    Ok(from_autodiff(y))
 }
 
 fn values(t: &FlexTensor, n: usize) -> &[f32] {

@@ -29,6 +29,21 @@ use crate::backend::{Cpu, CpuAutodiff};
 /// burn-autodiff's tensor over burn-flex (its type is not exported under a path, only as the primitive).
 pub(crate) type AutodiffFlex = <CpuAutodiff as BackendTypes>::FloatTensorPrimitive;
 
+/// `t`'s primitive as burn-autodiff's tensor over burn-flex; `B` must be `CpuAutodiff` (panics otherwise).
+pub(crate) fn to_autodiff<B: Backend, const D: usize>(t: Tensor<B, D>) -> AutodiffFlex {
+    let prim: Box<dyn Any> = Box::new(t.into_primitive().tensor());
+    *prim.downcast::<AutodiffFlex>().expect("B is CpuAutodiff")
+}
+
+/// The inverse of [`to_autodiff`]: a node's output back as a `Tensor<B, D>`.
+pub(crate) fn from_autodiff<B: Backend, const D: usize>(y: AutodiffFlex) -> Tensor<B, D> {
+    let out: Box<dyn Any> = Box::new(y);
+    let out = *out
+        .downcast::<B::FloatTensorPrimitive>()
+        .expect("B is CpuAutodiff");
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
 /// Whether `B` takes the fused kernels (the CPU backend, with or without autodiff).
 pub fn fused<B: Backend>() -> bool {
     let id = TypeId::of::<B>();

@@ -13,7 +13,7 @@
 //! `dgamma += dy * xhat`, `dbeta += dy`, `g = dy * gamma`,
 //! `dx = rstd * (g - mean(g) - xhat * mean(g * xhat))`.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -23,11 +23,11 @@ use burn::backend::Flex;
 use burn::nn::LayerNorm;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::ModuleOps;
-use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Shape, Tensor};
 use burn_flex::FlexTensor;
 
 use crate::backend::CpuAutodiff;
-use crate::cpu_kernels::AutodiffFlex;
+use crate::cpu_kernels::{from_autodiff, to_autodiff, AutodiffFlex};
 
 /// `ln(x)` over the last dimension; one fused node on the CPU backend under autodiff (f32, with a bias),
 /// burn's LayerNorm everywhere else (on plain burn-flex that already is the fused forward kernel).
@@ -39,21 +39,12 @@ pub fn layer_norm<B: Backend>(ln: &LayerNorm<B>, x: Tensor<B, 3>, eps: f64) -> T
         return ln.forward(x);
     }
     let y = layer_norm_autodiff(
-        autodiff(x),
-        autodiff(ln.gamma.val()),
-        autodiff(beta.val()),
+        to_autodiff(x),
+        to_autodiff(ln.gamma.val()),
+        to_autodiff(beta.val()),
         eps,
     );
-    let out: Box<dyn Any> = Box::new(y);
-    let out = *out
-        .downcast::<B::FloatTensorPrimitive>()
-        .expect("B is CpuAutodiff");
-    Tensor::from_primitive(TensorPrimitive::Float(out))
-}
-
-fn autodiff<B: Backend, const D: usize>(t: Tensor<B, D>) -> AutodiffFlex {
-    let prim: Box<dyn Any> = Box::new(t.into_primitive().tensor());
-    *prim.downcast::<AutodiffFlex>().expect("B is CpuAutodiff")
+    from_autodiff(y)
 }
 
 #[derive(Debug)]

@@ -9,7 +9,7 @@
 //! the weights and only needs `dx`). The maths is the composed ops'; the tests compare the two and check
 //! the gradients against finite differences.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -18,12 +18,12 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Flex;
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 
 use crate::backend::CpuAutodiff;
 use crate::cpu_gemm::{matmul, View};
-use crate::cpu_kernels::AutodiffFlex;
+use crate::cpu_kernels::{from_autodiff, to_autodiff, AutodiffFlex};
 
 /// `x @ W + b` for `x` `[rows, in]`: one fused node on `CpuAutodiff` (f32, with a bias), `Err(x)` elsewhere.
 pub fn linear<B: Backend>(lin: &Linear<B>, x: Tensor<B, 2>) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
@@ -37,20 +37,11 @@ pub fn linear<B: Backend>(lin: &Linear<B>, x: Tensor<B, 2>) -> Result<Tensor<B, 
         return Err(x);
     }
     let y = linear_autodiff(
-        autodiff(x),
-        autodiff(lin.weight.val()),
-        autodiff(bias.val()),
+        to_autodiff(x),
+        to_autodiff(lin.weight.val()),
+        to_autodiff(bias.val()),
     );
-    let out: Box<dyn Any> = Box::new(y);
-    let out = *out
-        .downcast::<B::FloatTensorPrimitive>()
-        .expect("B is CpuAutodiff");
-    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
-}
-
-fn autodiff<B: Backend, const D: usize>(t: Tensor<B, D>) -> AutodiffFlex {
-    let prim: Box<dyn Any> = Box::new(t.into_primitive().tensor());
-    *prim.downcast::<AutodiffFlex>().expect("B is CpuAutodiff")
+    Ok(from_autodiff(y))
 }
 
 #[derive(Debug)]
