@@ -3,6 +3,8 @@
 //! `scripts/reference/bench_gemm_torch.py` (the same shapes through PyTorch's MKL) it says how much of a
 //! gap to PyTorch is the matmul kernel itself (BENCHMARKS.md).
 //!
+//! Its first line is the core's FMA peak (a loop of independent multiply-adds), the ceiling of both.
+//!
 //!     cargo bench -p sekator-model --bench gemm_peak
 
 use std::time::Instant;
@@ -61,7 +63,34 @@ fn seconds(m: usize, k: usize, n: usize, threads: usize) -> f64 {
     runs[3]
 }
 
+/// GFLOP/s of twelve independent chains of 8-lane fused multiply-adds on this thread: the core's
+/// arithmetic peak for f32 AVX2 code (x86-64 with AVX2 and FMA only).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_peak() -> f64 {
+    use std::arch::x86_64::*;
+    let (b, c) = (_mm256_set1_ps(1.000_000_1), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_setzero_ps(); 12];
+    let steps = 50_000_000u64;
+    let t = Instant::now();
+    for _ in 0..steps {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, b, c);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let sum: f32 = acc.iter().map(|a| _mm256_cvtss_f32(*a)).sum();
+    assert!(sum.is_finite());
+    (steps * 12 * 8 * 2) as f64 / secs / 1e9
+}
+
 fn main() {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        let peak = unsafe { fma_peak() };
+        println!("{{\"impl\": \"fma peak\", \"threads\": 1, \"gflops\": {peak:.1}}}");
+    }
     for threads in [1, 2] {
         for (m, k, n) in SHAPES {
             let gflops = 2.0 * (m * k * n) as f64 / seconds(m, k, n, threads) / 1e9;
