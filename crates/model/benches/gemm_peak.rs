@@ -3,7 +3,9 @@
 //! `scripts/reference/bench_gemm_torch.py` (the same shapes through PyTorch's MKL) it says how much of a
 //! gap to PyTorch is the matmul kernel itself (BENCHMARKS.md).
 //!
-//! Its first line is the core's FMA peak (a loop of independent multiply-adds), the ceiling of both.
+//! Its first lines are the core's FMA peak (a loop of independent multiply-adds, 8 lanes and, where the
+//! CPU has AVX-512, 16), the ceiling of both; its last, the one-thread products run two at a time on
+//! their own threads, as sekator's batches in flight run them.
 //!
 //!     cargo bench -p sekator-model --bench gemm_peak
 
@@ -84,17 +86,62 @@ unsafe fn fma_peak() -> f64 {
     (steps * 12 * 8 * 2) as f64 / secs / 1e9
 }
 
+/// The same with 16-lane AVX-512 multiply-adds (x86-64 with AVX-512F only).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_peak_512() -> f64 {
+    use std::arch::x86_64::*;
+    let (b, c) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_setzero_ps(); 12];
+    let steps = 50_000_000u64;
+    let t = Instant::now();
+    for _ in 0..steps {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, b, c);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let sum: f32 = acc.iter().map(|a| _mm512_reduce_add_ps(*a)).sum();
+    assert!(sum.is_finite());
+    (steps * 12 * 16 * 2) as f64 / secs / 1e9
+}
+
 fn main() {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         let peak = unsafe { fma_peak() };
-        println!("{{\"impl\": \"fma peak\", \"threads\": 1, \"gflops\": {peak:.1}}}");
+        println!("{{\"impl\": \"fma peak\", \"lanes\": 8, \"threads\": 1, \"gflops\": {peak:.1}}}");
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            let peak = unsafe { fma_peak_512() };
+            println!(
+                "{{\"impl\": \"fma peak\", \"lanes\": 16, \"threads\": 1, \"gflops\": {peak:.1}}}"
+            );
+        }
     }
     for threads in [1, 2] {
         for (m, k, n) in SHAPES {
             let gflops = 2.0 * (m * k * n) as f64 / seconds(m, k, n, threads) / 1e9;
             println!("{{\"impl\": \"gemm\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"threads\": {threads}, \"gflops\": {gflops:.1}}}");
         }
+    }
+    // Two one-thread products at once (each batch in flight runs its gemm calls on its own core): the
+    // rate each gets when both cores are busy, which is what sekator's kernels can reach.
+    for (m, k, n) in SHAPES {
+        let each: Vec<f64> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| s.spawn(move || seconds(m, k, n, 1)))
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().expect("gemm thread"))
+                .collect()
+        });
+        let gflops = each
+            .iter()
+            .map(|t| 2.0 * (m * k * n) as f64 / t / 1e9)
+            .sum::<f64>()
+            / 2.0;
+        println!("{{\"impl\": \"gemm, 2 in flight\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"threads\": 1, \"gflops\": {gflops:.1}}}");
     }
 }

@@ -28,7 +28,7 @@ use burn_flex::FlexTensor;
 use crate::backend::Cpu;
 use crate::bert::{BertLayer, BertModel};
 use crate::cpu_gemm::{matmul, View};
-use crate::cpu_kernels::{bias_gelu_rows, bias_residual_rows, softmax_row};
+use crate::cpu_kernels::{bias_gelu_rows, bias_residual_rows, bias_rows, softmax_row};
 use crate::feed_forward::{ACT_GELU, ACT_GELU_TANH, ACT_RELU};
 
 /// The encoder layers over `x` (the embeddings' output, `[batch, seq, hidden]`) on the fast path, or
@@ -184,10 +184,8 @@ fn linear_into(
     match (bias, residual) {
         (Some(b), Some(r)) => bias_residual_rows(dst, b, r),
         (Some(b), None) => {
-            for row in 0..rows {
-                let r = &mut dst[row * dst_rs..row * dst_rs + d_out];
-                r.iter_mut().zip(b).for_each(|(o, b)| *o += b);
-            }
+            let end = (rows * dst_rs).min(dst.len());
+            bias_rows(&mut dst[..end], dst_rs, b)
         }
         (None, Some(r)) => dst.iter_mut().zip(r).for_each(|(o, r)| *o += r),
         (None, None) => {}

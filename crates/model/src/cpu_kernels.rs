@@ -314,6 +314,12 @@ dispatch!(
 );
 
 dispatch!(
+    /// `out[r, j] += bias[j]` in place for the first `bias.len()` columns of rows `row_stride` apart (a
+    /// Linear's bias added to its block of a wider buffer, for [`crate::cpu_encoder`]).
+    bias_rows(out: &mut [f32], row_stride: usize, bias: &[f32]) => bias_rows_body
+);
+
+dispatch!(
     /// `out = (out + bias) + residual` in place, rows of `bias.len()` (a Linear's bias and the residual
     /// connection in one pass, in the order the composed ops add them).
     bias_residual_rows(out: &mut [f32], bias: &[f32], residual: &[f32]) => bias_residual_body
@@ -322,8 +328,31 @@ dispatch!(
 #[inline(always)]
 fn bias_gelu_body(xs: &mut [f32], bias: &[f32]) {
     for row in xs.chunks_exact_mut(bias.len()) {
-        for (x, b) in row.iter_mut().zip(bias) {
-            *x = gelu_scalar(*x + b);
+        let mut chunks = row.chunks_exact_mut(LANES);
+        let mut bias_chunks = bias.chunks_exact(LANES);
+        for (c, bc) in (&mut chunks).zip(&mut bias_chunks) {
+            for j in 0..LANES {
+                c[j] = gelu_scalar(c[j] + bc[j]);
+            }
+        }
+        // A pruned FFN's width need not be a multiple of the lanes: its tail through a full-width buffer.
+        let tail = chunks.into_remainder();
+        let mut buf = [0.0f32; LANES];
+        for ((v, x), b) in buf.iter_mut().zip(tail.iter()).zip(bias_chunks.remainder()) {
+            *v = *x + b;
+        }
+        for v in buf.iter_mut() {
+            *v = gelu_scalar(*v);
+        }
+        tail.iter_mut().zip(buf).for_each(|(x, v)| *x = v);
+    }
+}
+
+#[inline(always)]
+fn bias_rows_body(out: &mut [f32], row_stride: usize, bias: &[f32]) {
+    for row in out.chunks_mut(row_stride) {
+        for (o, b) in row.iter_mut().zip(bias) {
+            *o += b;
         }
     }
 }
@@ -389,15 +418,17 @@ fn softmax_body(row: &mut [f32], bias: &[f32], scale: f32) {
             max[j] = max[j].max(c[j]);
         }
     }
-    let mut m = max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for (x, b) in chunks
-        .into_remainder()
-        .iter_mut()
-        .zip(bias_chunks.remainder())
-    {
-        *x = *x * scale + b;
-        m = m.max(*x);
+    // The tail through a full-width buffer (-inf past its end), so it stays in vector registers too.
+    let tail = chunks.into_remainder();
+    let mut buf = [f32::NEG_INFINITY; LANES];
+    for ((v, x), b) in buf.iter_mut().zip(tail.iter()).zip(bias_chunks.remainder()) {
+        *v = *x * scale + b;
     }
+    for j in 0..LANES {
+        max[j] = max[j].max(buf[j]);
+    }
+    tail.iter_mut().zip(buf).for_each(|(x, v)| *x = v);
+    let m = max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = [0.0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
     for c in &mut chunks {
@@ -407,9 +438,19 @@ fn softmax_body(row: &mut [f32], bias: &[f32], scale: f32) {
         }
     }
     let mut s: f32 = sum.iter().sum();
-    for x in chunks.into_remainder() {
-        *x = exp_nonpositive(*x - m);
-        s += *x;
+    // The tail's exps in a full-width buffer, so they too run in vector registers (as scalar code they
+    // cost as much as the rest of a short row); each value and the order of the sum stay as before.
+    let tail = chunks.into_remainder();
+    let mut buf = [0.0f32; LANES];
+    for (b, x) in buf.iter_mut().zip(tail.iter()) {
+        *b = *x - m;
+    }
+    for b in buf.iter_mut() {
+        *b = exp_nonpositive(*b);
+    }
+    for (x, b) in tail.iter_mut().zip(buf) {
+        *x = b;
+        s += b;
     }
     let inv = 1.0 / s;
     for x in row.iter_mut() {
@@ -597,6 +638,52 @@ mod tests {
         let view = Tensor::<Cpu, 4>::from_data(transposed, &dev).swap_dims(2, 3);
         let got = masked_softmax(view, scale, &bias).unwrap();
         assert!((got - want).abs().max().into_scalar() < 1e-6);
+    }
+
+    /// The row's tail (past the last full 16 lanes) runs through a vector buffer: its values and the
+    /// order of the sum must stay those of plain scalar code, bit for bit, at every tail length.
+    #[test]
+    fn softmax_tail_is_bit_identical_to_scalar_code() {
+        for len in 1..=40 {
+            let row: Vec<f32> = sample(len, len).iter().map(|x| x * 3.0).collect();
+            let mut bias = vec![0.0f32; len];
+            bias[len - 1] = if len > 2 { f32::MIN } else { 0.0 };
+            let scale = 0.176_776_7;
+            let mut want: Vec<f32> = row.iter().zip(&bias).map(|(x, b)| x * scale + b).collect();
+            let m = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let full = len / LANES * LANES;
+            let mut lanes = [0.0f32; LANES];
+            for (i, x) in want.iter_mut().enumerate() {
+                *x = exp_nonpositive(*x - m);
+                if i < full {
+                    lanes[i % LANES] += *x;
+                }
+            }
+            let mut sum: f32 = lanes.iter().sum();
+            want[full..].iter().for_each(|x| sum += x);
+            want.iter_mut().for_each(|x| *x *= 1.0 / sum);
+            let mut got = row.clone();
+            softmax_row(&mut got, &bias, scale);
+            assert_eq!(got, want, "row length {len}");
+            assert!(got.iter().all(|x| x.is_finite()) && got[0] > 0.0);
+        }
+    }
+
+    /// Rows of any width (a pruned FFN's) get GELU(x + bias) of their own column's bias, the tail too.
+    #[test]
+    fn bias_gelu_rows_equal_the_scalar_formula_at_every_width() {
+        for width in 1..=40 {
+            let xs = sample(3 * width, width);
+            let bias: Vec<f32> = (0..width).map(|j| j as f32 * 0.1 - 1.0).collect();
+            let want: Vec<f32> = xs
+                .iter()
+                .enumerate()
+                .map(|(i, x)| gelu_scalar(x + bias[i % width]))
+                .collect();
+            let mut got = xs.clone();
+            bias_gelu_rows(&mut got, &bias);
+            assert_eq!(got, want, "width {width}");
+        }
     }
 
     #[test]
