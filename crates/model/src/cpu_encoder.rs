@@ -5,16 +5,17 @@
 //! with more copies, adds each bias in a pass of its own, and parallelises each matmul over all cores
 //! while the passes between them run on one (profiles in BENCHMARKS.md). Here, per layer: the Q, K and V
 //! products go straight into the column blocks of one `[tokens, 3 * inner]` buffer; attention runs per
-//! (sequence, head) with gemm reading Q, K^T and V in place through strides and writing each head's
-//! context into its columns of `[tokens, inner]`; the bias adds ride along with GELU or the residual add;
-//! the LayerNorms are burn-flex's own kernel; the scratch buffers are allocated once per forward. When
-//! the caller keeps one batch in flight per core ([`crate::backend::in_flight`]) each gemm runs on its
-//! calling thread, otherwise on all cores.
+//! (sequence, head) as one kernel ([`crate::cpu_attend`]) reading Q, K and V in place and writing each
+//! head's context into its columns of `[tokens, inner]`; the bias adds ride along with GELU or the
+//! residual add; the LayerNorms are burn-flex's own kernel; the scratch buffers live with the thread and
+//! are reused from batch to batch. When the caller keeps one batch in flight per core
+//! ([`crate::backend::in_flight`]) each gemm runs on its calling thread, otherwise on all cores.
 //!
-//! The maths is the composed path's, step for step (the same gemm kernel, softmax, GELU and LayerNorm
-//! code, the bias and residual added in the same order); the tests below compare the two on random models
-//! with padding and uneven heads. Only inference without masks on f32 `Cpu` takes it: autodiff, unit
-//! masks, mixed precision and other backends keep [`crate::bert::BertModel::forward_composed`].
+//! The maths is the composed path's, step for step (the same gemm kernel, GELU and LayerNorm code, the
+//! bias and residual added in the same order; the attention kernel sums its softmax in another order,
+//! see its module doc); the tests below compare the two on random models with padding and uneven heads.
+//! Only inference without masks on f32 `Cpu` takes it: autodiff, unit masks, mixed precision and other
+//! backends keep [`crate::bert::BertModel::forward_composed`].
 
 use std::any::{Any, TypeId};
 
@@ -27,8 +28,9 @@ use burn_flex::FlexTensor;
 
 use crate::backend::Cpu;
 use crate::bert::{BertLayer, BertModel};
+use crate::cpu_attend::{attend_head, Head, Isa};
 use crate::cpu_gemm::{matmul, View};
-use crate::cpu_kernels::{bias_gelu_rows, bias_residual_rows, bias_rows, softmax_row};
+use crate::cpu_kernels::{bias_gelu_rows, bias_residual_rows, bias_rows};
 use crate::feed_forward::{ACT_GELU, ACT_GELU_TANH, ACT_RELU};
 
 /// The encoder layers over `x` (the embeddings' output, `[batch, seq, hidden]`) on the fast path, or
@@ -57,30 +59,39 @@ pub fn encode<B: Backend>(
         .map(|m| (1.0 - m) * f32::MIN)
         .collect();
     let x: Box<dyn Any> = Box::new(x);
-    let mut h = flex(*x.downcast::<Tensor<Cpu, 3>>().expect("B is Cpu"));
-    let mut scratch = Scratch::default();
-    for layer in &model.layers {
-        h = encode_layer(
-            layer,
-            h,
-            &bias,
-            [batch, seq, hidden],
-            model.layer_norm_eps,
-            &mut scratch,
-        );
-    }
+    let h = flex(*x.downcast::<Tensor<Cpu, 3>>().expect("B is Cpu"));
+    let h = SCRATCH.with_borrow_mut(|scratch| {
+        let mut h = h;
+        for layer in &model.layers {
+            h = encode_layer(
+                layer,
+                h,
+                &bias,
+                [batch, seq, hidden],
+                model.layer_norm_eps,
+                scratch,
+            );
+        }
+        h
+    });
     let out: Box<dyn Any> = Box::new(Tensor::<Cpu, 3>::from_primitive(TensorPrimitive::Float(h)));
     Ok(*out.downcast::<Tensor<B, 3>>().expect("B is Cpu"))
 }
 
-/// Activations reused from layer to layer (each is fully overwritten before it is read).
+thread_local! {
+    /// This thread's activations, kept from batch to batch: allocated and zeroed once per thread (one
+    /// per batch in flight), not once per batch.
+    static SCRATCH: std::cell::RefCell<Scratch> = Default::default();
+}
+
+/// Activations reused from layer to layer and batch to batch (each fully overwritten before it is read).
 #[derive(Default)]
 struct Scratch {
     qkv: Vec<f32>,
     context: Vec<f32>,
-    scores: Vec<f32>,
     out: Vec<f32>,
     ffn: Vec<f32>,
+    attend: Vec<f32>,
 }
 
 /// `v` resized to `n` (zeroed only where it grows).
@@ -109,27 +120,22 @@ fn encode_layer(
         linear_into(lin, xs, tokens, &mut qkv[i * inner..], 3 * inner, None);
     }
     let context = sized(&mut s.context, tokens * inner);
-    let scores = sized(&mut s.scores, seq * seq);
     let scale = 1.0 / (hd as f32).sqrt();
     for b in 0..batch {
-        let rows = b * seq * 3 * inner;
+        let rows = &qkv[b * seq * 3 * inner..];
         for head in 0..nh {
-            let q = View::rows(&qkv[rows + head * hd..], 3 * inner);
-            let k_t = View::cols(&qkv[rows + inner + head * hd..], 3 * inner);
-            matmul(scores, seq, q, k_t, [seq, hd, seq], false);
-            for row in scores.chunks_exact_mut(seq) {
-                softmax_row(row, &mask_bias[b * seq..(b + 1) * seq], scale);
-            }
-            let v = View::rows(&qkv[rows + 2 * inner + head * hd..], 3 * inner);
+            let h = Head {
+                q: &rows[head * hd..],
+                k: &rows[inner + head * hd..],
+                v: &rows[2 * inner + head * hd..],
+                rs: 3 * inner,
+                seq,
+                head_dim: hd,
+                bias: &mask_bias[b * seq..(b + 1) * seq],
+                scale,
+            };
             let dst = &mut context[b * seq * inner + head * hd..];
-            matmul(
-                dst,
-                inner,
-                View::rows(scores, seq),
-                v,
-                [seq, seq, hd],
-                false,
-            );
+            attend_head(&h, dst, inner, &mut s.attend, Isa::Best);
         }
     }
     let out = sized(&mut s.out, tokens * hidden);

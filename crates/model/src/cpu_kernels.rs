@@ -490,7 +490,7 @@ fn normal_cdf_pdf(x: f32) -> (f32, f32) {
 /// `e^y` for `y <= 0` (NaN stays NaN): `2^n * e^r` with `|r| <= ln2 / 2` and a degree-7 Taylor
 /// polynomial (truncation error < 1e-8 relative); 0 below -87, where f32 would go subnormal.
 #[inline(always)]
-fn exp_nonpositive(y: f32) -> f32 {
+pub(crate) fn exp_nonpositive(y: f32) -> f32 {
     // Cody-Waite split of ln 2: the high part has few mantissa bits, so n * LN2_HI is exact.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
