@@ -111,6 +111,9 @@ trait Lanes: Copy {
     unsafe fn exp_nonpositive(self) -> Self;
 }
 
+/// The lanes of [`crate::cpu_kernels::softmax_row`]'s partial sums, whose order the kernel follows.
+const ROW_LANES: usize = crate::cpu_kernels::LANES;
+
 /// Keys scored at once: independent accumulators that keep the multiply-add units busy.
 const KEYS: usize = 8;
 
@@ -191,16 +194,37 @@ unsafe fn softmax_lanes<V: Lanes>(p: &mut [f32]) {
         m4[j % 4] = m4[j % 4].max(V::load(row.as_ptr()));
     }
     let max = m4[0].max(m4[1]).max(m4[2].max(m4[3]));
+    // The sum in the row kernel's order, so the probabilities equal its bits: keys j < full into
+    // ROW_LANES partial sums by j mod ROW_LANES, those added in order, then the tail keys in order.
+    let full = p.len() / w / ROW_LANES * ROW_LANES;
+    let mut parts = [V::zero(); ROW_LANES];
+    for rows in p[..full * w].chunks_exact_mut(ROW_LANES * w) {
+        for (part, row) in parts.iter_mut().zip(rows.chunks_exact_mut(w)) {
+            *part = part.add(exp_row(row, max));
+        }
+    }
+    for row in p[full * w..].chunks_exact_mut(w) {
+        exp_row(row, max);
+    }
     let mut sum = V::zero();
-    for row in p.chunks_exact_mut(w) {
-        let e = V::load(row.as_ptr()).sub(max).exp_nonpositive();
-        e.store(row.as_mut_ptr());
-        sum = sum.add(e);
+    for part in parts {
+        sum = sum.add(part);
+    }
+    for row in p.chunks_exact(w).skip(full) {
+        sum = sum.add(V::load(row.as_ptr()));
     }
     let inv = sum.recip();
     for row in p.chunks_exact_mut(w) {
         V::load(row.as_ptr()).mul(inv).store(row.as_mut_ptr());
     }
+}
+
+/// `row = exp(row - max)` in place, returned too.
+#[inline(always)]
+unsafe fn exp_row<V: Lanes>(row: &mut [f32], max: V) -> V {
+    let e = V::load(row.as_ptr()).sub(max).exp_nonpositive();
+    e.store(row.as_mut_ptr());
+    e
 }
 
 /// Context columns `c..c + CV * V::LANES` of the block's first `n` queries (`p` is `[keys, w]`, a query

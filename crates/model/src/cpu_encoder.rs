@@ -30,7 +30,7 @@ use crate::backend::Cpu;
 use crate::bert::{BertLayer, BertModel};
 use crate::cpu_attend::{attend_head, Head, Isa};
 use crate::cpu_gemm::{matmul, View};
-use crate::cpu_kernels::{bias_gelu_rows, bias_residual_rows, bias_rows};
+use crate::cpu_kernels::{bias_gelu_rows, bias_residual_rows, bias_rows, softmax_row};
 use crate::feed_forward::{ACT_GELU, ACT_GELU_TANH, ACT_RELU};
 
 /// The encoder layers over `x` (the embeddings' output, `[batch, seq, hidden]`) on the fast path, or
@@ -135,7 +135,11 @@ fn encode_layer(
                 scale,
             };
             let dst = &mut context[b * seq * inner + head * hd..];
-            attend_head(&h, dst, inner, &mut s.attend, Isa::Best);
+            if seq > GEMM_SUMS_SHORT {
+                attend_head(&h, dst, inner, &mut s.attend, Isa::Best);
+            } else {
+                attend_by_gemm(&h, dst, inner, &mut s.attend);
+            }
         }
     }
     let out = sized(&mut s.out, tokens * hidden);
@@ -163,6 +167,32 @@ fn encode_layer(
     linear_into(&ff.output, a, tokens, out, hidden, Some(xs));
     let y = layer_norm(&ff.layer_norm, out, [tokens, hidden], eps);
     y.reshape(Shape::new([batch, seq, hidden]))
+}
+
+/// Sequences up to this length attend through gemm and the row softmax: for such small products gemm
+/// sums in another order than its main kernel, which [`attend_head`] follows (so its contexts equal the
+/// gemm path's bits for longer sequences, measured on the AVX-512 machine of BENCHMARKS.md). Short
+/// sequences cost little either way, and every embedding keeps the bits it had before the kernel.
+const GEMM_SUMS_SHORT: usize = 16;
+
+/// [`attend_head`]'s result by two gemm calls around [`softmax_row`] (`scores` is scratch).
+fn attend_by_gemm(h: &Head, ctx: &mut [f32], ctx_rs: usize, scores: &mut Vec<f32>) {
+    let (seq, hd) = (h.seq, h.head_dim);
+    let scores = sized(scores, seq * seq);
+    let (q, k_t) = (View::rows(h.q, h.rs), View::cols(h.k, h.rs));
+    matmul(scores, seq, q, k_t, [seq, hd, seq], false);
+    for row in scores.chunks_exact_mut(seq) {
+        softmax_row(row, &h.bias[..seq], h.scale);
+    }
+    let v = View::rows(h.v, h.rs);
+    matmul(
+        ctx,
+        ctx_rs,
+        View::rows(scores, seq),
+        v,
+        [seq, seq, hd],
+        false,
+    );
 }
 
 /// `dst[r, ..] = x[r, ..] @ W + b (+ residual[r, ..])` for `rows` rows; `dst` rows `dst_rs` apart.
@@ -269,9 +299,9 @@ mod tests {
     use crate::testing::tiny_config;
     use crate::weights::RandomWeights;
 
-    /// Three sequences of lengths 7, 3 and 5 (padding after the short ones), token ids from a seed.
-    fn batch(seed: u32) -> (Tensor<Cpu, 2, Int>, Tensor<Cpu, 2>) {
-        let (lens, seq) = ([7usize, 3, 5], 7);
+    /// Three sequences of lengths `lens` (padding after the short ones), token ids from a seed.
+    fn batch(seed: u32, lens: [usize; 3]) -> (Tensor<Cpu, 2, Int>, Tensor<Cpu, 2>) {
+        let seq = lens.into_iter().max().unwrap();
         let mut ids = vec![0i32; 3 * seq];
         let mut mask = vec![0f32; 3 * seq];
         for (b, &len) in lens.iter().enumerate() {
@@ -288,7 +318,7 @@ mod tests {
     }
 
     /// Largest |fast - composed| over every position (padding rows too) of a random model.
-    fn fast_vs_composed(act: &str, pruned: bool) -> f32 {
+    fn fast_vs_composed(act: &str, pruned: bool, lens: [usize; 3]) -> f32 {
         let mut cfg = tiny_config(3);
         cfg.hidden_act = act.into();
         if pruned {
@@ -298,7 +328,7 @@ mod tests {
         }
         let model =
             BertModel::<Cpu>::load(&cfg, &mut RandomWeights::new(3), &Default::default()).unwrap();
-        let (ids, mask) = batch(1);
+        let (ids, mask) = batch(1, lens);
         let fast = to_vec(&model.forward(ids.clone(), mask.clone(), None));
         let composed = to_vec(&model.forward_composed(ids, mask, None));
         assert_eq!(fast.len(), composed.len());
@@ -313,8 +343,11 @@ mod tests {
     fn fast_path_equals_the_composed_ops() {
         for act in ["gelu", "gelu_new", "relu"] {
             for pruned in [false, true] {
-                let d = fast_vs_composed(act, pruned);
-                assert!(d < 2e-6, "{act}, pruned {pruned}: max |diff| {d}");
+                // Short sequences attend through gemm, longer ones through `cpu_attend`.
+                for lens in [[7, 3, 5], [23, 9, 17]] {
+                    let d = fast_vs_composed(act, pruned, lens);
+                    assert!(d < 2e-6, "{act}, pruned {pruned}, {lens:?}: max |diff| {d}");
+                }
             }
         }
     }
@@ -328,7 +361,7 @@ mod tests {
         let model =
             BertModel::<Cpu>::load(&cfg, &mut RandomWeights::new(5), &Default::default()).unwrap();
         let run = |seed: u32| {
-            let (ids, mask) = batch(seed);
+            let (ids, mask) = batch(seed, [7, 3, 5]);
             let rep = |t: Tensor<Cpu, 2>| t.repeat_dim(0, 8).reshape([4, 42]);
             let ids = ids.float();
             to_vec(&model.forward(rep(ids).int(), rep(mask), None))

@@ -404,7 +404,7 @@ fn softmax_grad_body(y: &[f32], g: &mut [f32], scale: f32) {
 
 /// Lanes of the max/sum reductions: independent accumulators let LLVM keep them in vector registers
 /// (a single float accumulator would force the strict sequential order).
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 
 #[inline(always)]
 fn softmax_body(row: &mut [f32], bias: &[f32], scale: f32) {
