@@ -21,6 +21,7 @@ pub mod embeddings;
 pub mod error;
 pub mod feed_forward;
 pub mod fsio;
+pub mod header_order;
 pub mod layers;
 pub mod loader;
 pub mod logging;

@@ -283,12 +283,13 @@ pub fn write_safetensors(
         .collect::<Result<Vec<_>, _>>()?;
     let mut meta: HashMap<String, String> = metadata.into_iter().collect();
     meta.entry("format".into()).or_insert_with(|| "pt".into());
-    safetensors::tensor::serialize_to_file(views, Some(meta), path).map_err(|e| {
+    safetensors::tensor::serialize_to_file(views, Some(meta.clone()), path).map_err(|e| {
         ModelError::Safetensors {
             path: path.to_path_buf(),
             msg: e.to_string(),
         }
-    })
+    })?;
+    crate::header_order::sort_metadata_in_file(path, &meta)
 }
 
 /// Writes a complete model directory atomically: config, weights, and every tokenizer/sentence-transformers

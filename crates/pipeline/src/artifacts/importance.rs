@@ -310,8 +310,9 @@ impl Scores {
             "checkpoint_hash".to_string(),
             self.meta.checkpoint_hash.clone(),
         );
-        let bytes = safetensors::tensor::serialize(views, Some(info))
+        let mut bytes = safetensors::tensor::serialize(views, Some(info.clone()))
             .map_err(|e| ModelError::Other(e.to_string()))?;
+        sekator_model::header_order::sort_metadata(&mut bytes, &info)?;
         write_atomic(&dir.join(SCORES_FILE), &bytes)?;
 
         // metadata
