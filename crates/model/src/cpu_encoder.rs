@@ -6,7 +6,8 @@
 //! while the passes between them run on one (profiles in BENCHMARKS.md). Here, per layer: the Q, K and V
 //! products go straight into the column blocks of one `[tokens, 3 * inner]` buffer; attention runs per
 //! (sequence, head) as one kernel ([`crate::cpu_attend`]) reading Q, K and V in place and writing each
-//! head's context into its columns of `[tokens, inner]`; the bias adds ride along with GELU or the
+//! head's context into its columns of `[tokens, inner]` (tokens: only the real ones where the batch is
+//! right-padded, see [`Rows`]); the bias adds ride along with GELU or the
 //! residual add; the LayerNorms are burn-flex's own kernel; the scratch buffers live with the thread and
 //! are reused from batch to batch. When the caller keeps one batch in flight per core
 //! ([`crate::backend::in_flight`]) each gemm runs on its calling thread, otherwise on all cores.
@@ -23,7 +24,7 @@ use burn::backend::Flex;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::ModuleOps;
-use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 
 use crate::backend::Cpu;
@@ -50,32 +51,109 @@ pub fn encode<B: Backend>(
         return Err(x);
     }
     let [batch, seq, hidden] = x.dims();
-    let bias: Vec<f32> = attention_mask
+    let mask: Vec<f32> = attention_mask
         .to_data()
         .convert::<f32>()
         .into_vec::<f32>()
-        .expect("f32 mask")
-        .iter()
-        .map(|m| (1.0 - m) * f32::MIN)
-        .collect();
+        .expect("f32 mask");
     let x: Box<dyn Any> = Box::new(x);
-    let h = flex(*x.downcast::<Tensor<Cpu, 3>>().expect("B is Cpu"));
+    let x = flex(*x.downcast::<Tensor<Cpu, 3>>().expect("B is Cpu"));
+    let rows = Rows::of(&mask, [batch, seq]);
+    let tokens = rows.spans.iter().map(|s| s.len).sum::<usize>();
+    let h = rows.pack(x.storage::<f32>(), hidden);
+    let h = FlexTensor::from_data(TensorData::new(h, [tokens, hidden]));
     let h = SCRATCH.with_borrow_mut(|scratch| {
         let mut h = h;
         for layer in &model.layers {
-            h = encode_layer(
-                layer,
-                h,
-                &bias,
-                [batch, seq, hidden],
-                model.layer_norm_eps,
-                scratch,
-            );
+            h = encode_layer(layer, h, &rows, hidden, model.layer_norm_eps, scratch);
         }
         h
     });
+    let h = rows.unpack(h.storage::<f32>(), hidden);
+    let h = FlexTensor::from_data(TensorData::new(h, [batch, seq, hidden]));
     let out: Box<dyn Any> = Box::new(Tensor::<Cpu, 3>::from_primitive(TensorPrimitive::Float(h)));
     Ok(*out.downcast::<Tensor<B, 3>>().expect("B is Cpu"))
+}
+
+/// Where each sequence's tokens lie in the row buffers the layers work on. Where every mask row is
+/// ones then zeros (right padding, as [`crate::tokenizer`] pads) only the real tokens are rows: the
+/// Linears, GELU and LayerNorm skip the padding (2.4% of the tokens of BENCHMARKS.md's length-sorted
+/// batch-32 embedding, more for mixed lengths) and attention needs no mask, so a text's vector has
+/// the same bits whatever it is batched with. Any other mask keeps every position as a row and masks
+/// keys through `bias`.
+struct Rows {
+    spans: Vec<Span>,
+    /// Added to each row's attention score as a key (0 or `f32::MIN`).
+    bias: Vec<f32>,
+    /// The padded sequence length (of the positions the caller sees).
+    seq: usize,
+}
+
+/// Rows `start..start + len` hold one sequence's first `len` positions.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Rows {
+    fn of(mask: &[f32], [batch, seq]: [usize; 2]) -> Self {
+        let len = |row: &[f32]| row.iter().take_while(|&&m| m == 1.0).count();
+        let right_padded = mask.chunks_exact(seq).all(|row| {
+            let n = len(row);
+            n > 0 && row[n..].iter().all(|&m| m == 0.0)
+        });
+        if right_padded && seq > 0 {
+            let mut start = 0;
+            let spans = mask
+                .chunks_exact(seq)
+                .map(|row| {
+                    let span = Span {
+                        start,
+                        len: len(row),
+                    };
+                    start += span.len;
+                    span
+                })
+                .collect();
+            Rows {
+                spans,
+                bias: vec![0.0; start],
+                seq,
+            }
+        } else {
+            let spans = (0..batch)
+                .map(|b| Span {
+                    start: b * seq,
+                    len: seq,
+                })
+                .collect();
+            let bias = mask.iter().map(|m| (1.0 - m) * f32::MIN).collect();
+            Rows { spans, bias, seq }
+        }
+    }
+
+    /// The rows of `x` (`[batch, seq, hidden]`) that the spans hold, `[tokens, hidden]`.
+    fn pack(&self, x: &[f32], hidden: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.bias.len() * hidden);
+        for (b, s) in self.spans.iter().enumerate() {
+            let from = b * self.seq * hidden;
+            out.extend_from_slice(&x[from..from + s.len * hidden]);
+        }
+        out
+    }
+
+    /// `h` (`[tokens, hidden]`) back at its positions of `[batch, seq, hidden]`, padding rows zero
+    /// (nothing downstream reads them: pooling and word states take real tokens only).
+    fn unpack(&self, h: &[f32], hidden: usize) -> Vec<f32> {
+        let mut out = vec![0.0; self.spans.len() * self.seq * hidden];
+        for (b, s) in self.spans.iter().enumerate() {
+            let to = b * self.seq * hidden;
+            out[to..to + s.len * hidden]
+                .copy_from_slice(&h[s.start * hidden..(s.start + s.len) * hidden]);
+        }
+        out
+    }
 }
 
 thread_local! {
@@ -103,12 +181,12 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 fn encode_layer(
     layer: &BertLayer<Cpu>,
     x: FlexTensor,
-    mask_bias: &[f32],
-    [batch, seq, hidden]: [usize; 3],
+    at: &Rows,
+    hidden: usize,
     eps: f64,
     s: &mut Scratch,
 ) -> FlexTensor {
-    let tokens = batch * seq;
+    let tokens = at.bias.len();
     let xs = &x.storage::<f32>()[..tokens * hidden];
     let sa = &layer.attention.self_attention;
     let (nh, hd) = (sa.num_heads, sa.head_dim);
@@ -121,21 +199,21 @@ fn encode_layer(
     }
     let context = sized(&mut s.context, tokens * inner);
     let scale = 1.0 / (hd as f32).sqrt();
-    for b in 0..batch {
-        let rows = &qkv[b * seq * 3 * inner..];
+    for span in &at.spans {
+        let rows = &qkv[span.start * 3 * inner..];
         for head in 0..nh {
             let h = Head {
                 q: &rows[head * hd..],
                 k: &rows[inner + head * hd..],
                 v: &rows[2 * inner + head * hd..],
                 rs: 3 * inner,
-                seq,
+                seq: span.len,
                 head_dim: hd,
-                bias: &mask_bias[b * seq..(b + 1) * seq],
+                bias: &at.bias[span.start..span.start + span.len],
                 scale,
             };
-            let dst = &mut context[b * seq * inner + head * hd..];
-            if seq > GEMM_SUMS_SHORT {
+            let dst = &mut context[span.start * inner + head * hd..];
+            if span.len > GEMM_SUMS_SHORT {
                 attend_head(&h, dst, inner, &mut s.attend, Isa::Best);
             } else {
                 attend_by_gemm(&h, dst, inner, &mut s.attend);
@@ -165,8 +243,7 @@ fn encode_layer(
     linear_into_activated(&ff.intermediate, xs, tokens, a, ff.act);
     let out = sized(&mut s.out, tokens * hidden);
     linear_into(&ff.output, a, tokens, out, hidden, Some(xs));
-    let y = layer_norm(&ff.layer_norm, out, [tokens, hidden], eps);
-    y.reshape(Shape::new([batch, seq, hidden]))
+    layer_norm(&ff.layer_norm, out, [tokens, hidden], eps)
 }
 
 /// Sequences up to this length attend through gemm and the row softmax: for such small products gemm
@@ -317,7 +394,8 @@ mod tests {
         )
     }
 
-    /// Largest |fast - composed| over every position (padding rows too) of a random model.
+    /// Largest |fast - composed| over the real tokens of a random model (the fast path leaves padding
+    /// rows zero, which is checked too).
     fn fast_vs_composed(act: &str, pruned: bool, lens: [usize; 3]) -> f32 {
         let mut cfg = tiny_config(3);
         cfg.hidden_act = act.into();
@@ -329,14 +407,77 @@ mod tests {
         let model =
             BertModel::<Cpu>::load(&cfg, &mut RandomWeights::new(3), &Default::default()).unwrap();
         let (ids, mask) = batch(1, lens);
+        let hidden = cfg.hidden_size;
+        let real = to_vec(&mask);
         let fast = to_vec(&model.forward(ids.clone(), mask.clone(), None));
         let composed = to_vec(&model.forward_composed(ids, mask, None));
         assert_eq!(fast.len(), composed.len());
         assert!(fast.iter().all(|v| v.is_finite()));
-        fast.iter()
-            .zip(&composed)
+        let rows = || fast.chunks(hidden).zip(composed.chunks(hidden)).zip(&real);
+        assert!(rows().all(|((f, _), &m)| m == 1.0 || f.iter().all(|&v| v == 0.0)));
+        rows()
+            .filter(|(_, &m)| m == 1.0)
+            .flat_map(|((f, c), _)| f.iter().zip(c))
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max)
+    }
+
+    /// Packing drops the padding rows: each sequence of a padded batch gets the bits it gets alone,
+    /// on both attention kernels (up to 16 tokens and over).
+    #[test]
+    fn a_padded_batch_gives_each_sequence_its_own_bits() {
+        let model = BertModel::<Cpu>::load(
+            &tiny_config(2),
+            &mut RandomWeights::new(4),
+            &Default::default(),
+        )
+        .unwrap();
+        let hidden = tiny_config(2).hidden_size;
+        let lens = [29, 9, 23, 16, 31];
+        let seq = 31;
+        let mut ids = vec![0i32; lens.len() * seq];
+        let mut mask = vec![0f32; lens.len() * seq];
+        for (b, &len) in lens.iter().enumerate() {
+            for t in 0..len {
+                ids[b * seq + t] = ((b * 17 + t * 7) % 150 + 5) as i32;
+                mask[b * seq + t] = 1.0;
+            }
+        }
+        let dev = Default::default();
+        let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [lens.len(), seq]), &dev);
+        let mask = Tensor::<Cpu, 2>::from_data(TensorData::new(mask, [lens.len(), seq]), &dev);
+        let together = to_vec(&model.forward(ids.clone(), mask, None));
+        for (b, &len) in lens.iter().enumerate() {
+            let one = ids.clone().slice([b..b + 1, 0..len]);
+            let mask = Tensor::<Cpu, 2>::ones([1, len], &Default::default());
+            let alone = to_vec(&model.forward(one, mask, None));
+            let start = b * seq * hidden;
+            assert_eq!(alone, together[start..start + len * hidden], "sequence {b}");
+        }
+    }
+
+    /// A mask that is not ones-then-zeros (a hole in the middle) keeps every position as a row and masks
+    /// keys instead: still the composed ops' result.
+    #[test]
+    fn a_mask_with_holes_takes_the_masked_rows() {
+        let model = BertModel::<Cpu>::load(
+            &tiny_config(2),
+            &mut RandomWeights::new(6),
+            &Default::default(),
+        )
+        .unwrap();
+        let (ids, mask) = batch(3, [20, 20, 11]);
+        let mut m = to_vec(&mask);
+        m[5] = 0.0;
+        let mask = Tensor::<Cpu, 2>::from_data(TensorData::new(m, [3, 20]), &Default::default());
+        let fast = to_vec(&model.forward(ids.clone(), mask.clone(), None));
+        let composed = to_vec(&model.forward_composed(ids, mask, None));
+        let d = fast
+            .iter()
+            .zip(&composed)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(d < 2e-6, "max |diff| {d}");
     }
 
     #[test]
