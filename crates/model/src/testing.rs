@@ -70,3 +70,13 @@ pub fn write_random_model_from<B: Backend>(
     std::fs::write(&tc, "{\"do_lower_case\": true}\n").map_err(|e| ModelError::io(&tc, e))?;
     Ok(())
 }
+
+/// Last hidden states `[batch, seq, hidden]` flattened, with the padding rows zeroed. The CPU fast path
+/// computes real tokens only and leaves padding rows zero, the composed path (taken under unit masks)
+/// fills them with values nothing downstream reads: comparisons of the two look at real tokens only.
+pub fn real_token_states<B: Backend>(
+    hidden: &burn::tensor::Tensor<B, 3>,
+    mask: &burn::tensor::Tensor<B, 2>,
+) -> Vec<f32> {
+    crate::layers::to_vec(&(hidden.clone() * mask.clone().unsqueeze_dim::<3>(2)))
+}

@@ -1,7 +1,6 @@
 //! Properties of the BERT definition on tiny random checkpoints built here.
 
 use burn::tensor::Tensor;
-use sekator_model::layers::to_vec;
 use sekator_model::testing::{tiny_config, write_random_model};
 use sekator_model::{Cpu, Encoder, NamedTensor, SafetensorsWeights, TokenBatch, UnitMasks};
 
@@ -18,8 +17,11 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 fn hidden_of(enc: &Encoder<B>, texts: &[&str], masks: Option<&UnitMasks<B>>) -> (Vec<f32>, usize) {
     let toks = enc.tokenize(texts, 64).unwrap();
     let batch = TokenBatch::new(&toks.iter().collect::<Vec<_>>(), enc.tokenizer.pad_id);
-    let (h, _) = enc.forward(&batch, masks);
-    (to_vec(&h), batch.seq)
+    let (h, mask) = enc.forward(&batch, masks);
+    (
+        sekator_model::testing::real_token_states(&h, &mask),
+        batch.seq,
+    )
 }
 
 const TEXTS: [&str; 3] = [

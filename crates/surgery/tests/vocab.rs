@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use sekator_model::layers::to_vec;
 use sekator_model::{Encoder, TextTokenizer, TokenBatch, UnitMasks};
 use sekator_surgery::{run, Options, PlanSource, VocabOptions};
 
@@ -95,7 +94,8 @@ fn trim_opts(model: &Path, out: &Path, corpus: &Path, size: Option<usize>) -> Op
 fn hidden_of(enc: &Encoder<B>, texts: &[&str], masks: Option<&UnitMasks<B>>) -> Vec<f32> {
     let toks = enc.tokenize(texts, 64).unwrap();
     let batch = TokenBatch::new(&toks.iter().collect::<Vec<_>>(), enc.tokenizer.pad_id);
-    to_vec(&enc.forward(&batch, masks).0)
+    let (h, mask) = enc.forward(&batch, masks);
+    sekator_model::testing::real_token_states(&h, &mask)
 }
 
 fn ids(tok: &TextTokenizer, text: &str) -> Vec<u32> {

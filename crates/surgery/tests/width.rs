@@ -40,7 +40,7 @@ fn kept_positions(cfg: &BertConfig, plan: &Plan) -> Vec<usize> {
 fn outputs(enc: &Encoder<B>, masks: Option<&UnitMasks<B>>) -> (Vec<f32>, Option<Vec<f32>>) {
     let toks = enc.tokenize(&TEXTS, 64).unwrap();
     let batch = TokenBatch::new(&toks.iter().collect::<Vec<_>>(), enc.tokenizer.pad_id);
-    let (h, _) = enc.forward(&batch, masks);
+    let (h, mask) = enc.forward(&batch, masks);
     let pooled = enc.model.pool(&h).map(|p| {
         let mut v = to_vec(&p);
         if let Some(m) = masks.and_then(|m| m.hidden.as_ref()) {
@@ -51,7 +51,7 @@ fn outputs(enc: &Encoder<B>, masks: Option<&UnitMasks<B>>) -> (Vec<f32>, Option<
         }
         v
     });
-    (to_vec(&h), pooled)
+    (sekator_model::testing::real_token_states(&h, &mask), pooled)
 }
 
 fn cut(model: &Path, plan: &Plan, out: &Path) {

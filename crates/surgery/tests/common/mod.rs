@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use sekator_model::layers::to_vec;
 use sekator_model::{BertConfig, Cpu, Encoder, TokenBatch, UnitMasks};
 use sekator_surgery::{Limits, Options, Plan, PlanSource};
 
@@ -23,11 +22,12 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Last hidden states of `TEXTS` (padded batch), flattened.
+/// Last hidden states of `TEXTS` (padded batch), flattened, padding rows zeroed (real tokens only).
 pub fn hidden(enc: &Encoder<B>, masks: Option<&UnitMasks<B>>) -> Vec<f32> {
     let toks = enc.tokenize(&TEXTS, 64).unwrap();
     let batch = TokenBatch::new(&toks.iter().collect::<Vec<_>>(), enc.tokenizer.pad_id);
-    to_vec(&enc.forward(&batch, masks).0)
+    let (h, mask) = enc.forward(&batch, masks);
+    sekator_model::testing::real_token_states(&h, &mask)
 }
 
 /// 0/1 masks over the CURRENT units of `cfg` that zero the units named (original indices) by `plan`.
