@@ -99,11 +99,12 @@ struct Span {
 impl Rows {
     fn of(mask: &[f32], [batch, seq]: [usize; 2]) -> Self {
         let len = |row: &[f32]| row.iter().take_while(|&&m| m == 1.0).count();
-        let right_padded = mask.chunks_exact(seq).all(|row| {
-            let n = len(row);
-            n > 0 && row[n..].iter().all(|&m| m == 0.0)
-        });
-        if right_padded && seq > 0 {
+        let right_padded = seq > 0
+            && mask.chunks_exact(seq).all(|row| {
+                let n = len(row);
+                n > 0 && row[n..].iter().all(|&m| m == 0.0)
+            });
+        if right_padded {
             let mut start = 0;
             let spans = mask
                 .chunks_exact(seq)
@@ -376,11 +377,11 @@ mod tests {
     use crate::testing::tiny_config;
     use crate::weights::RandomWeights;
 
-    /// Three sequences of lengths `lens` (padding after the short ones), token ids from a seed.
-    fn batch(seed: u32, lens: [usize; 3]) -> (Tensor<Cpu, 2, Int>, Tensor<Cpu, 2>) {
-        let seq = lens.into_iter().max().unwrap();
-        let mut ids = vec![0i32; 3 * seq];
-        let mut mask = vec![0f32; 3 * seq];
+    /// Sequences of lengths `lens` (padding after the short ones), token ids from a seed.
+    fn batch(seed: u32, lens: &[usize]) -> (Tensor<Cpu, 2, Int>, Tensor<Cpu, 2>) {
+        let (n, seq) = (lens.len(), lens.iter().copied().max().unwrap());
+        let mut ids = vec![0i32; n * seq];
+        let mut mask = vec![0f32; n * seq];
         for (b, &len) in lens.iter().enumerate() {
             for t in 0..len {
                 ids[b * seq + t] = ((seed as usize * 31 + b * 17 + t * 7) % 150 + 5) as i32;
@@ -389,8 +390,8 @@ mod tests {
         }
         let dev = Default::default();
         (
-            Tensor::from_data(TensorData::new(ids, [3, seq]), &dev),
-            Tensor::from_data(TensorData::new(mask, [3, seq]), &dev),
+            Tensor::from_data(TensorData::new(ids, [n, seq]), &dev),
+            Tensor::from_data(TensorData::new(mask, [n, seq]), &dev),
         )
     }
 
@@ -406,7 +407,7 @@ mod tests {
         }
         let model =
             BertModel::<Cpu>::load(&cfg, &mut RandomWeights::new(3), &Default::default()).unwrap();
-        let (ids, mask) = batch(1, lens);
+        let (ids, mask) = batch(1, &lens);
         let hidden = cfg.hidden_size;
         let real = to_vec(&mask);
         let fast = to_vec(&model.forward(ids.clone(), mask.clone(), None));
@@ -422,30 +423,25 @@ mod tests {
             .fold(0.0, f32::max)
     }
 
+    /// A two-layer random model of [`tiny_config`].
+    fn tiny_model(seed: u64) -> BertModel<Cpu> {
+        BertModel::load(
+            &tiny_config(2),
+            &mut RandomWeights::new(seed),
+            &Default::default(),
+        )
+        .unwrap()
+    }
+
     /// Packing drops the padding rows: each sequence of a padded batch gets the bits it gets alone,
     /// on both attention kernels (up to 16 tokens and over).
     #[test]
     fn a_padded_batch_gives_each_sequence_its_own_bits() {
-        let model = BertModel::<Cpu>::load(
-            &tiny_config(2),
-            &mut RandomWeights::new(4),
-            &Default::default(),
-        )
-        .unwrap();
+        let model = tiny_model(4);
         let hidden = tiny_config(2).hidden_size;
         let lens = [29, 9, 23, 16, 31];
         let seq = 31;
-        let mut ids = vec![0i32; lens.len() * seq];
-        let mut mask = vec![0f32; lens.len() * seq];
-        for (b, &len) in lens.iter().enumerate() {
-            for t in 0..len {
-                ids[b * seq + t] = ((b * 17 + t * 7) % 150 + 5) as i32;
-                mask[b * seq + t] = 1.0;
-            }
-        }
-        let dev = Default::default();
-        let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [lens.len(), seq]), &dev);
-        let mask = Tensor::<Cpu, 2>::from_data(TensorData::new(mask, [lens.len(), seq]), &dev);
+        let (ids, mask) = batch(2, &lens);
         let together = to_vec(&model.forward(ids.clone(), mask, None));
         for (b, &len) in lens.iter().enumerate() {
             let one = ids.clone().slice([b..b + 1, 0..len]);
@@ -460,13 +456,8 @@ mod tests {
     /// keys instead: still the composed ops' result.
     #[test]
     fn a_mask_with_holes_takes_the_masked_rows() {
-        let model = BertModel::<Cpu>::load(
-            &tiny_config(2),
-            &mut RandomWeights::new(6),
-            &Default::default(),
-        )
-        .unwrap();
-        let (ids, mask) = batch(3, [20, 20, 11]);
+        let model = tiny_model(6);
+        let (ids, mask) = batch(3, &[20, 20, 11]);
         let mut m = to_vec(&mask);
         m[5] = 0.0;
         let mask = Tensor::<Cpu, 2>::from_data(TensorData::new(m, [3, 20]), &Default::default());
@@ -502,7 +493,7 @@ mod tests {
         let model =
             BertModel::<Cpu>::load(&cfg, &mut RandomWeights::new(5), &Default::default()).unwrap();
         let run = |seed: u32| {
-            let (ids, mask) = batch(seed, [7, 3, 5]);
+            let (ids, mask) = batch(seed, &[7, 3, 5]);
             let rep = |t: Tensor<Cpu, 2>| t.repeat_dim(0, 8).reshape([4, 42]);
             let ids = ids.float();
             to_vec(&model.forward(rep(ids).int(), rep(mask), None))
