@@ -73,8 +73,14 @@ for r in $(seq 1 "$ROUNDS"); do
   record "$r" distill sekator "$(distill_sekator 22)"
   record "$r" distill pytorch "$(train_torch distill)"
 done
-echo "== the earlier, unfair baselines (once each)"
+echo "== the earlier, unfair baselines and the other kernels (once each)"
 record 0 embed "pytorch, file order" "$(embed_torch --order file)"
+if grep -q amx_bf16 /proc/cpuinfo; then
+  # sekator's AMX path (cpu_amx.rs) is f32-accurate; these two rows say what it adds and what PyTorch
+  # gets from the same unit when it may round f32 to bf16 (not f32-accurate: not the baseline).
+  record 0 embed "sekator, gemm instead of AMX" "$(SEKATOR_AMX=0 embed_sekator)"
+  record 0 embed "pytorch, oneDNN bf16 (AMX, not f32-accurate)" "$(embed_torch --fp32-precision bf16)"
+fi
 record 0 distill "pytorch, dropout student" "$(train_torch distill --student-mode train)"
 record 0 distill "sekator, one graph" "$(distill_sekator 22 --micro-batches 1)"
 

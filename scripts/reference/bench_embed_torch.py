@@ -56,14 +56,20 @@ def main():
     p.add_argument("--order", choices=["length", "file"], default="length",
                    help="batch texts sorted by token count (default, as sentence-transformers) or in file order")
     p.add_argument("--batches", default="1,32", help="batch sizes to time, comma-separated")
+    p.add_argument("--fp32-precision", choices=["ieee", "bf16"], default="ieee",
+                   help="bf16 lets oneDNN round f32 matmul inputs to bf16 (AMX where the CPU has it): "
+                        "faster, not f32-accurate; a labelled extra row of bench.sh")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
+    if args.fp32_precision == "bf16":
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
     texts = [l.strip() for l in open(args.texts, encoding="utf-8") if l.strip()]
     tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModel.from_pretrained(args.model).float().eval()
 
-    result = {"impl": "pytorch", "order": args.order, "texts": len(texts), "max_length": args.max_length}
+    result = {"impl": "pytorch", "order": args.order, "texts": len(texts), "max_length": args.max_length,
+              "fp32_precision": args.fp32_precision}
     with torch.inference_mode():
         for batch in [int(b) for b in args.batches.split(",")]:
             embed_all(tok, model, texts[:64], batch, args.max_length, args.order)  # warm-up

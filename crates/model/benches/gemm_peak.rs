@@ -106,6 +106,27 @@ unsafe fn fma_peak_512() -> f64 {
     (steps * 12 * 16 * 2) as f64 / secs / 1e9
 }
 
+/// Seconds per product on AMX tiles (`cpu_amx`, f32-accurate; weight packed once, outside the timing),
+/// the median of 7 runs of 10 calls.
+fn amx_seconds(m: usize, k: usize, n: usize) -> f64 {
+    use sekator_model::cpu_amx;
+    let lhs = vec![0.5f32; m * k];
+    let rhs = cpu_amx::PackedB::new(&vec![0.25f32; k * n], [k, n]);
+    let mut dst = vec![0f32; m * n];
+    let mut call = || cpu_amx::matmul(&mut dst, n, &lhs, k, &rhs, m, false);
+    call();
+    let mut runs: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            (0..10).for_each(|_| call());
+            t.elapsed().as_secs_f64() / 10.0
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    assert_eq!(dst[0], 0.125 * k as f32, "the product is wrong");
+    runs[3]
+}
+
 fn main() {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -124,6 +145,29 @@ fn main() {
         for (m, k, n) in SHAPES {
             let gflops = 2.0 * (m * k * n) as f64 / seconds(m, k, n, threads) / 1e9;
             println!("{{\"impl\": \"gemm\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"threads\": {threads}, \"gflops\": {gflops:.1}}}");
+        }
+    }
+    // The inference Linears on AMX tiles where the CPU has them (the forward shapes), one thread and
+    // two in flight.
+    if sekator_model::cpu_amx::available() {
+        for (m, k, n) in &SHAPES[..3] {
+            let (m, k, n) = (*m, *k, *n);
+            let gflops = 2.0 * (m * k * n) as f64 / amx_seconds(m, k, n) / 1e9;
+            println!("{{\"impl\": \"amx\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"threads\": 1, \"gflops\": {gflops:.1}}}");
+            let each: Vec<f64> = std::thread::scope(|s| {
+                let runs: Vec<_> = (0..2)
+                    .map(|_| s.spawn(move || amx_seconds(m, k, n)))
+                    .collect();
+                runs.into_iter()
+                    .map(|r| r.join().expect("amx thread"))
+                    .collect()
+            });
+            let gflops = each
+                .iter()
+                .map(|t| 2.0 * (m * k * n) as f64 / t / 1e9)
+                .sum::<f64>()
+                / 2.0;
+            println!("{{\"impl\": \"amx, 2 in flight\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"threads\": 1, \"gflops\": {gflops:.1}}}");
         }
     }
     // Two one-thread products at once (each batch in flight runs its gemm calls on its own core): the

@@ -9,6 +9,7 @@ pub mod attention;
 pub mod backend;
 pub mod bert;
 pub mod config;
+pub mod cpu_amx;
 pub mod cpu_attend;
 pub mod cpu_attention;
 pub mod cpu_encoder;
