@@ -113,7 +113,7 @@ fn amx_seconds(m: usize, k: usize, n: usize) -> f64 {
     let lhs = vec![0.5f32; m * k];
     let rhs = cpu_amx::PackedB::new(&vec![0.25f32; k * n], [k, n]);
     let mut dst = vec![0f32; m * n];
-    let mut call = || cpu_amx::matmul(&mut dst, n, &lhs, k, &rhs, m, false);
+    let mut call = || cpu_amx::matmul(&mut dst, n, cpu_amx::Lhs(&lhs, k), &rhs, m, false);
     call();
     let mut runs: Vec<f64> = (0..7)
         .map(|_| {

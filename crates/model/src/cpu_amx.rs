@@ -108,8 +108,35 @@ pub struct PackedB {
 }
 
 impl PackedB {
+    /// From a row-major `[k, n]` weight.
     pub fn new(w: &[f32], [k, n]: [usize; 2]) -> Self {
         assert!(w.len() >= k * n, "cpu_amx: weight smaller than {k} x {n}");
+        Self::gathered([k, n], |blk, [k0, n0], [kk, nn]| {
+            for (r, row) in blk.iter_mut().enumerate().take(kk) {
+                row[..nn].copy_from_slice(&w[(k0 + r) * n + n0..][..nn]);
+            }
+        })
+    }
+
+    /// From the transpose of a row-major `[n, k]` matrix (`x @ W^T` multiplies by `PackedB::transposed(W)`).
+    pub fn transposed(wt: &[f32], [k, n]: [usize; 2]) -> Self {
+        assert!(wt.len() >= k * n, "cpu_amx: weight smaller than {n} x {k}");
+        Self::gathered([k, n], |blk, [k0, n0], [kk, nn]| {
+            for col in 0..nn {
+                let src = &wt[(n0 + col) * k + k0..][..kk];
+                for (r, &v) in src.iter().enumerate() {
+                    blk[r][col] = v;
+                }
+            }
+        })
+    }
+
+    /// Tile by tile: `gather(block, [k0, n0], [rows, cols])` copies B's `rows x cols` values from
+    /// `(k0, n0)` into a zeroed 32 x 16 block, which is split into the three part tiles.
+    fn gathered(
+        [k, n]: [usize; 2],
+        gather: impl Fn(&mut [[f32; TILE_ROWS]; CHUNK], [usize; 2], [usize; 2]),
+    ) -> Self {
         let chunks = k.div_ceil(CHUNK);
         let col_blocks = n.div_ceil(BLOCK) * 2;
         let mut lines = Lines::default();
@@ -117,16 +144,15 @@ impl PackedB {
         let data = lines.as_mut_slice();
         for j in 0..n.div_ceil(TILE_ROWS) {
             for c in 0..chunks {
-                let tile = (j * chunks + c) * 3;
-                for kk in c * CHUNK..(k.min(c * CHUNK + CHUNK)) {
-                    let (r, odd) = ((kk % CHUNK) / 2, kk % 2);
-                    for col in j * TILE_ROWS..n.min(j * TILE_ROWS + TILE_ROWS) {
-                        let at = r * 32 + (col % TILE_ROWS) * 2 + odd;
-                        for (p, part) in split(w[kk * n + col]).into_iter().enumerate() {
-                            data[(tile + p) * 512 + at] = part;
-                        }
-                    }
-                }
+                let mut blk = [[0f32; TILE_ROWS]; CHUNK];
+                let (k0, n0) = (c * CHUNK, j * TILE_ROWS);
+                gather(
+                    &mut blk,
+                    [k0, n0],
+                    [(k - k0).min(CHUNK), (n - n0).min(TILE_ROWS)],
+                );
+                let tile = (j * chunks + c) * 3 * 512;
+                imp::split_tile(&blk, &mut data[tile..tile + 3 * 512]);
             }
         }
         Self {
@@ -142,18 +168,41 @@ impl PackedB {
     }
 }
 
-/// Rows of `x` (`[m, k]`, rows `rs` apart) in A's layout (see the module doc), into `out`.
-fn pack_a(x: &[f32], rs: usize, [m, k]: [usize; 2], out: &mut Lines) {
-    let chunks = k.div_ceil(CHUNK);
-    let row = chunks * 3 * CHUNK;
-    let rows = m.next_multiple_of(BLOCK);
-    // Only the padding needs zeros: every real row's chunks are overwritten below (a partial last
-    // chunk included, which `split_chunk` fills with zeros past `k`).
-    out.resize(rows * row);
-    let out = &mut out.as_mut_slice()[..rows * row];
-    out[m * row..].fill(0);
-    for (i, dst) in out.chunks_exact_mut(row).take(m).enumerate() {
-        imp::split_row(&x[i * rs..i * rs + k], dst);
+/// A 32 x 16 block of B into its hi, mid and lo tiles (512 values each): tile row `r` holds rows
+/// `2r` and `2r + 1` interleaved column by column.
+fn split_tile_scalar(blk: &[[f32; TILE_ROWS]; CHUNK], d: &mut [u16]) {
+    for (kk, row) in blk.iter().enumerate() {
+        for (col, &v) in row.iter().enumerate() {
+            let at = (kk / 2) * 32 + col * 2 + kk % 2;
+            for (p, part) in split(v).into_iter().enumerate() {
+                d[p * 512 + at] = part;
+            }
+        }
+    }
+}
+
+/// A product's left operand `[m, k]` in its slice: row-major, rows `.1` apart.
+#[derive(Clone, Copy)]
+pub struct Lhs<'a>(pub &'a [f32], pub usize);
+
+impl Lhs<'_> {
+    fn fits(&self, [m, k]: [usize; 2]) -> bool {
+        (m - 1) * self.1 + k <= self.0.len()
+    }
+
+    /// Rows `first..first + m` in A's layout (see the module doc), into `out`.
+    fn pack(&self, first: usize, [m, k]: [usize; 2], out: &mut Lines) {
+        let row = k.div_ceil(CHUNK) * 3 * CHUNK;
+        let rows = m.next_multiple_of(BLOCK);
+        // Only the padding needs zeros: every real row's chunks are overwritten below (a partial last
+        // chunk included, which the splits fill with zeros past `k`).
+        out.resize(rows * row);
+        let out = &mut out.as_mut_slice()[..rows * row];
+        out[m * row..].fill(0);
+        let Lhs(x, rs) = *self;
+        for (i, dst) in out.chunks_exact_mut(row).take(m).enumerate() {
+            imp::split_row(&x[(first + i) * rs..][..k], dst);
+        }
     }
 }
 
@@ -178,23 +227,15 @@ thread_local! {
     static PACKED_A: std::cell::RefCell<Lines> = const { std::cell::RefCell::new(Lines(Vec::new())) };
 }
 
-/// `dst[m, n] (rows dst_rs apart) = x[m, k] (rows x_rs apart) @ w`, `w` packed from `[k, n]`; rows
-/// split across rayon's threads when `parallel` (the same bits either way).
-pub fn matmul(
-    dst: &mut [f32],
-    dst_rs: usize,
-    x: &[f32],
-    x_rs: usize,
-    w: &PackedB,
-    m: usize,
-    parallel: bool,
-) {
+/// `dst[m, n] (rows dst_rs apart) = lhs[m, k] @ w`, `w` packed from `[k, n]`; rows split across
+/// rayon's threads when `parallel` (the same bits either way).
+pub fn matmul(dst: &mut [f32], dst_rs: usize, lhs: Lhs, w: &PackedB, m: usize, parallel: bool) {
     let (k, n) = (w.k, w.n);
     if m == 0 || n == 0 {
         return;
     }
     assert!(
-        (m - 1) * x_rs + k <= x.len() && (m - 1) * dst_rs + n <= dst.len() && dst_rs >= n,
+        k > 0 && lhs.fits([m, k]) && (m - 1) * dst_rs + n <= dst.len() && dst_rs >= n,
         "cpu_amx::matmul: operand out of bounds ({m} x {k} x {n})"
     );
     assert!(available(), "cpu_amx::matmul called without AMX");
@@ -205,7 +246,7 @@ pub fn matmul(
         let first = g * GROUP * BLOCK;
         let real = (m - first).min(GROUP * BLOCK);
         PACKED_A.with_borrow_mut(|a| {
-            pack_a(&x[first * x_rs..], x_rs, [real, k], a);
+            lhs.pack(first, [real, k], a);
             let row_bytes = w.chunks * 3 * CHUNK * 2;
             let group_blocks = real.div_ceil(BLOCK);
             // SAFETY: AMX is available (asserted); `a` holds `group_blocks * 32` packed rows, `w` its
@@ -244,59 +285,100 @@ struct Entry {
 }
 
 #[derive(Default)]
-struct Cache {
-    entries: HashMap<Vec<ParamId>, Entry>,
+struct Cache<K> {
+    entries: HashMap<K, Entry>,
     clock: u64,
     bytes: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Cache<K> {
+    /// The entry for `key` if it was packed from `weights` (the same storage), else `pack()`'s result,
+    /// kept in place of any older entry for `key`, the least recently used entries going first past
+    /// `budget` bytes.
+    fn get_or_pack(
+        &mut self,
+        key: K,
+        weights: Vec<FlexTensor>,
+        budget: usize,
+        pack: impl FnOnce(&[FlexTensor]) -> PackedB,
+    ) -> Arc<PackedB> {
+        let id = |t: &FlexTensor| (t.storage::<f32>().as_ptr(), t.layout().shape().to_vec());
+        self.clock += 1;
+        let now = self.clock;
+        if let Some(e) = self.entries.get_mut(&key) {
+            if e.weights.iter().map(id).eq(weights.iter().map(id)) {
+                e.last_use = now;
+                return e.packed.clone();
+            }
+        }
+        let packed = Arc::new(pack(&weights));
+        if let Some(old) = self.entries.remove(&key) {
+            self.bytes -= old.packed.bytes();
+        }
+        while self.bytes + packed.bytes() > budget && !self.entries.is_empty() {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_use)
+                .map(|(key, _)| key.clone())
+                .expect("not empty");
+            let old = self.entries.remove(&oldest).expect("present");
+            self.bytes -= old.packed.bytes();
+        }
+        self.bytes += packed.bytes();
+        let entry = Entry {
+            weights,
+            packed: packed.clone(),
+            last_use: now,
+        };
+        self.entries.insert(key, entry);
+        packed
+    }
 }
 
 /// Packed bytes kept before the least recently used entries go (LaBSE-en-ru's encoder packs to ~510 MB).
 const CACHE_BYTES: usize = 1 << 30;
 
+/// The same for the training products' weights ([`packed_tensor`]): a distillation step makes new
+/// weights, so entries serve the step's micro-batches and its backward pass, and old steps' go soon
+/// (MiniLM's weights and their transposes pack to 128 MB).
+const STEP_CACHE_BYTES: usize = 256 << 20;
+
 /// The weights `ws` (each `[k, n_i]`) side by side as one packed `[k, sum n_i]`, from the cache when
 /// these parameters' current tensors were packed together before.
 pub(crate) fn packed_weights(ws: &[&Param<Tensor<Cpu, 2>>]) -> Arc<PackedB> {
-    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<Cache<Vec<ParamId>>>> = OnceLock::new();
     let weights: Vec<FlexTensor> = ws
         .iter()
         .map(|w| w.val().into_primitive().tensor().to_contiguous())
         .collect();
     let key: Vec<ParamId> = ws.iter().map(|w| w.id).collect();
-    let ptr = |t: &FlexTensor| (t.storage::<f32>().as_ptr(), t.layout().shape().to_vec());
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
         .expect("packed weights");
-    cache.clock += 1;
-    let now = cache.clock;
-    if let Some(e) = cache.entries.get_mut(&key) {
-        if e.weights.iter().map(ptr).eq(weights.iter().map(ptr)) {
-            e.last_use = now;
-            return e.packed.clone();
+    cache.get_or_pack(key, weights, CACHE_BYTES, side_by_side)
+}
+
+/// A contiguous `[k, n]` weight tensor packed (or, `transposed`, its transpose), from the cache while
+/// the same tensor is alive: the training products' weights, packed once per step rather than once per
+/// micro-batch and pass, and once per run where they are frozen (importance).
+pub(crate) fn packed_tensor(w: &FlexTensor, transposed: bool) -> Arc<PackedB> {
+    static CACHE: OnceLock<Mutex<Cache<(usize, bool)>>> = OnceLock::new();
+    let key = (w.storage::<f32>().as_ptr() as usize, transposed);
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .expect("packed weights");
+    cache.get_or_pack(key, vec![w.clone()], STEP_CACHE_BYTES, |w| {
+        let s = w[0].layout().shape();
+        let (data, [k, n]) = (&w[0].storage::<f32>()[..s[0] * s[1]], [s[0], s[1]]);
+        if transposed {
+            PackedB::transposed(data, [n, k])
+        } else {
+            PackedB::new(data, [k, n])
         }
-    }
-    let packed = Arc::new(side_by_side(&weights));
-    if let Some(old) = cache.entries.remove(&key) {
-        cache.bytes -= old.packed.bytes();
-    }
-    while cache.bytes + packed.bytes() > CACHE_BYTES && !cache.entries.is_empty() {
-        let oldest = cache
-            .entries
-            .iter()
-            .min_by_key(|(_, e)| e.last_use)
-            .map(|(id, _)| id.clone())
-            .expect("not empty");
-        let old = cache.entries.remove(&oldest).expect("present");
-        cache.bytes -= old.packed.bytes();
-    }
-    cache.bytes += packed.bytes();
-    let entry = Entry {
-        weights,
-        packed: packed.clone(),
-        last_use: now,
-    };
-    cache.entries.insert(key, entry);
-    packed
+    })
 }
 
 /// `[k, n_i]` tensors packed as the columns of one `[k, sum n_i]` weight.
@@ -324,7 +406,8 @@ mod imp {
     use std::arch::x86_64::*;
 
     use super::{
-        split_chunk_scalar, split_row_scalar, PackedB, BLOCK, CHUNK, TILE_BYTES, TILE_ROWS,
+        split_chunk_scalar, split_row_scalar, split_tile_scalar, PackedB, BLOCK, CHUNK, TILE_BYTES,
+        TILE_ROWS,
     };
 
     /// [`split_row_scalar`], sixteen values a step on AVX-512 (every CPU with AMX has it).
@@ -350,11 +433,33 @@ mod imp {
         }
     }
 
+    /// [`split_tile_scalar`] on AVX-512: each tile row is two block rows' parts, paired in 32-bit lanes.
+    pub(super) fn split_tile(blk: &[[f32; TILE_ROWS]; CHUNK], d: &mut [u16]) {
+        assert!(d.len() >= 3 * 512, "cpu_amx: tile buffer too short");
+        if !super::available() {
+            return split_tile_scalar(blk, d);
+        }
+        // SAFETY: AVX-512F is there (AMX is); 32 rows of 16 in, three 512-value tiles out (asserted).
+        unsafe { split_tile_512(blk, d.as_mut_ptr()) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn split_tile_512(blk: &[[f32; TILE_ROWS]; CHUNK], d: *mut u16) {
+        for r in 0..TILE_ROWS {
+            let even = parts(_mm512_loadu_ps(blk[2 * r].as_ptr()));
+            let odd = parts(_mm512_loadu_ps(blk[2 * r + 1].as_ptr()));
+            for p in 0..3 {
+                let pair = _mm512_or_si512(even[p], _mm512_slli_epi32::<16>(odd[p]));
+                _mm512_storeu_si512(d.add(p * 512 + r * 32) as *mut __m512i, pair);
+            }
+        }
+    }
+
+    /// Sixteen values' hi, mid and lo bf16 bits, each in the low half of its 32-bit lane.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn split_chunk_512(s: *const f32, d: *mut u16) {
+    fn parts(x: __m512) -> [__m512i; 3] {
         let round = |x: __m512| {
-            // bf16 bits of x (round to nearest even) in the low half of each lane, and their value
             let u = _mm512_castps_si512(x);
             let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
             let h = _mm512_srli_epi32::<16>(_mm512_add_epi32(
@@ -363,13 +468,19 @@ mod imp {
             ));
             (h, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h)))
         };
+        let (h, hv) = round(x);
+        let r = _mm512_sub_ps(x, hv);
+        let (m, mv) = round(r);
+        let (l, _) = round(_mm512_sub_ps(r, mv));
+        [h, m, l]
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn split_chunk_512(s: *const f32, d: *mut u16) {
         for half in 0..2 {
-            let x = _mm512_loadu_ps(s.add(16 * half));
-            let (h, hv) = round(x);
-            let r = _mm512_sub_ps(x, hv);
-            let (m, mv) = round(r);
-            let (l, _) = round(_mm512_sub_ps(r, mv));
-            for (p, bits) in [h, m, l].into_iter().enumerate() {
+            let bits = parts(_mm512_loadu_ps(s.add(16 * half)));
+            for (p, bits) in bits.into_iter().enumerate() {
                 let out = d.add(p * CHUNK + 16 * half) as *mut __m256i;
                 _mm256_storeu_si256(out, _mm512_cvtepi32_epi16(bits));
             }
@@ -558,6 +669,9 @@ mod imp {
     pub(super) fn split_row(s: &[f32], d: &mut [u16]) {
         super::split_row_scalar(s, d)
     }
+    pub(super) fn split_tile(blk: &[[f32; super::TILE_ROWS]; super::CHUNK], d: &mut [u16]) {
+        super::split_tile_scalar(blk, d)
+    }
     pub(super) unsafe fn group(
         _: &[u16],
         _: usize,
@@ -619,7 +733,7 @@ mod tests {
     fn amx(x: &[f32], w: &[f32], [m, k, n]: [usize; 3], parallel: bool) -> Vec<f32> {
         let packed = PackedB::new(w, [k, n]);
         let mut dst = vec![f32::NAN; m * n];
-        matmul(&mut dst, n, x, k, &packed, m, parallel);
+        matmul(&mut dst, n, Lhs(x, k), &packed, m, parallel);
         dst
     }
 
@@ -701,6 +815,33 @@ mod tests {
         }
     }
 
+    /// A transposed weight packs to the same parts as the row-major one, and the AVX-512 splits
+    /// equal the scalar code (every tile and chunk edge).
+    #[test]
+    fn transposed_and_vectorised_packs_equal_the_plain_ones() {
+        let [m, k, n] = [45, 70, 37];
+        let (x, w) = (values(7, m * k), values(8, k * n));
+        let t = |v: &[f32], [r, c]: [usize; 2]| -> Vec<f32> {
+            (0..c)
+                .flat_map(|j| (0..r).map(move |i| v[i * c + j]))
+                .collect()
+        };
+        let wt = t(&w, [k, n]);
+        let (plain, trans) = (PackedB::new(&w, [k, n]), PackedB::transposed(&wt, [k, n]));
+        assert_eq!(plain.data.as_slice(), trans.data.as_slice());
+        let mut scalar = vec![0u16; 3 * 512];
+        let mut blk = [[0f32; TILE_ROWS]; CHUNK];
+        blk.iter_mut().flatten().zip(&w).for_each(|(b, &v)| *b = v);
+        split_tile_scalar(&blk, &mut scalar);
+        let mut fast = vec![0u16; 3 * 512];
+        imp::split_tile(&blk, &mut fast);
+        assert_eq!(scalar, fast);
+        let (mut scalar, mut fast) = (vec![0u16; 3 * 96], vec![0u16; 3 * 96]);
+        split_row_scalar(&x[..70], &mut scalar);
+        imp::split_row(&x[..70], &mut fast);
+        assert_eq!(scalar, fast);
+    }
+
     /// Strided destination rows (a column block of a wider buffer) leave the other columns alone.
     #[test]
     fn a_strided_destination_keeps_its_other_columns() {
@@ -711,7 +852,7 @@ mod tests {
         let (x, w) = (values(5, m * k), values(6, k * n));
         let packed = PackedB::new(&w, [k, n]);
         let mut dst = vec![7.0f32; m * rs];
-        matmul(&mut dst[10..], rs, &x, k, &packed, m, false);
+        matmul(&mut dst[10..], rs, Lhs(&x, k), &packed, m, false);
         let dense = amx(&x, &w, [m, k, n], false);
         for i in 0..m {
             let row = &dst[i * rs..(i + 1) * rs];

@@ -321,7 +321,8 @@ fn qkv_into(lins: [&Linear<Cpu>; 3], x: &[f32], rows: usize, qkv: &mut [f32], in
         return;
     }
     let w = cpu_amx::packed_weights(&lins.map(|l| &l.weight));
-    cpu_amx::matmul(qkv, 3 * inner, x, lins[0].weight.dims()[0], &w, rows, true);
+    let x = cpu_amx::Lhs(x, lins[0].weight.dims()[0]);
+    cpu_amx::matmul(qkv, 3 * inner, x, &w, rows, true);
     for (i, lin) in lins.into_iter().enumerate() {
         if let Some(b) = &lin.bias {
             let b = flex(b.val());
@@ -340,7 +341,7 @@ fn product(lin: &Linear<Cpu>, x: &[f32], rows: usize, dst: &mut [f32], dst_rs: u
     let [d_in, d_out] = lin.weight.dims();
     if cpu_amx::available() {
         let w = cpu_amx::packed_weights(&[&lin.weight]);
-        cpu_amx::matmul(dst, dst_rs, x, d_in, &w, rows, true);
+        cpu_amx::matmul(dst, dst_rs, cpu_amx::Lhs(x, d_in), &w, rows, true);
         return;
     }
     let w = flex(lin.weight.val());

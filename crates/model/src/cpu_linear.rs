@@ -7,7 +7,9 @@
 //! transposes in place: `dx = dy W^T`, `dW = x^T dy`, `db` the column sums of `dy` in row order (so a run is
 //! repeatable bit for bit). Each gradient is computed only when its input is tracked (importance freezes
 //! the weights and only needs `dx`). The maths is the composed ops'; the tests compare the two and check
-//! the gradients against finite differences.
+//! the gradients against finite differences. On CPUs with AMX the forward and `dx` products run on its
+//! tiles ([`crate::cpu_amx`], f32-accurate; the weight packed once per step for both, cached while the
+//! weight tensor lives); `dW` stays on gemm, which reads `x^T` in place.
 
 use std::any::TypeId;
 
@@ -22,6 +24,7 @@ use burn::tensor::{DType, Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 
 use crate::backend::CpuAutodiff;
+use crate::cpu_amx::{self, Lhs};
 use crate::cpu_gemm::{matmul, View};
 use crate::cpu_kernels::{from_autodiff, to_autodiff, AutodiffFlex};
 
@@ -62,30 +65,24 @@ impl Backward<Flex, 3> for FusedLinear {
             &w.storage::<f32>()[..d_in * d_out],
         );
         let dys = &dy.storage::<f32>()[..rows * d_out];
+        let amx = cpu_amx::available();
         if let Some(node) = px {
             let mut dx = vec![0.0f32; rows * d_in];
-            let dy_v = View::rows(dys, d_out);
-            matmul(
-                &mut dx,
-                d_in,
-                dy_v,
-                View::cols(ws, d_out),
-                [rows, d_out, d_in],
-                true,
-            );
+            if amx {
+                let wt = cpu_amx::packed_tensor(&w, true);
+                cpu_amx::matmul(&mut dx, d_in, Lhs(dys, d_out), &wt, rows, true);
+            } else {
+                let (dy_v, wt) = (View::rows(dys, d_out), View::cols(ws, d_out));
+                matmul(&mut dx, d_in, dy_v, wt, [rows, d_out, d_in], true);
+            }
             grads.register::<Flex>(node.id, tensor(dx, [rows, d_in]));
         }
         if let Some(node) = pw {
             let mut dw = vec![0.0f32; d_in * d_out];
-            let dy_v = View::rows(dys, d_out);
-            matmul(
-                &mut dw,
-                d_out,
-                View::cols(xs, d_in),
-                dy_v,
-                [d_in, rows, d_out],
-                true,
-            );
+            // gemm reads x^T in place; on AMX both operands would need packing for one use (measured:
+            // no faster).
+            let (xt, dy_v) = (View::cols(xs, d_in), View::rows(dys, d_out));
+            matmul(&mut dw, d_out, xt, dy_v, [d_in, rows, d_out], true);
             grads.register::<Flex>(node.id, tensor(dw, [d_in, d_out]));
         }
         if let Some(node) = pb {
@@ -112,9 +109,17 @@ fn forward_flex(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let [d_in, d_out] = dims2(w);
     let rows = dims2(x)[0];
     let mut y = vec![0.0f32; rows * d_out];
-    let xs = View::rows(&x.storage::<f32>()[..rows * d_in], d_in);
-    let ws = View::rows(&w.storage::<f32>()[..d_in * d_out], d_out);
-    matmul(&mut y, d_out, xs, ws, [rows, d_in, d_out], true);
+    let (xs, ws) = (
+        &x.storage::<f32>()[..rows * d_in],
+        &w.storage::<f32>()[..d_in * d_out],
+    );
+    if cpu_amx::available() {
+        let wp = cpu_amx::packed_tensor(w, false);
+        cpu_amx::matmul(&mut y, d_out, Lhs(xs, d_in), &wp, rows, true);
+    } else {
+        let (xs, ws) = (View::rows(xs, d_in), View::rows(ws, d_out));
+        matmul(&mut y, d_out, xs, ws, [rows, d_in, d_out], true);
+    }
     let bias = &b.storage::<f32>()[..d_out];
     for row in y.chunks_exact_mut(d_out) {
         row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
