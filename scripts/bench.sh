@@ -121,6 +121,12 @@ flight = [g for g in gemm if g["impl"] == "gemm, 2 in flight"]
 if flight:
     lines.append("\nTwo one-thread products at once (as sekator's batches in flight run them), GFLOP/s each: " + ", ".join(
         f"{g['m']} x {g['k']} x {g['n']} {g['gflops']:.0f}" for g in flight))
+amx = {(g["m"], g["k"], g["n"]): g["gflops"] for g in gemm if g["impl"] == "amx"}
+amx2 = {(g["m"], g["k"], g["n"]): g["gflops"] for g in gemm if g["impl"] == "amx, 2 in flight"}
+if amx:
+    lines.append("\nThe forward shapes on AMX tiles (`cpu_amx`, f32-accurate, weights packed beforehand), GFLOP/s one "
+                 "thread / each of two in flight: " + ", ".join(
+                     f"{m} x {k} x {n} {v:.0f} / {amx2.get((m, k, n), 0):.0f}" for (m, k, n), v in amx.items()))
 for p in (g for g in gemm if g["impl"] == "fma peak"):
     lines.append(f"\nOne core's FMA peak (`gemm_peak`'s loop of independent {p.get('lanes', 8)}-lane multiply-adds): {p['gflops']:.0f} GFLOP/s")
 open(f"{out}/summary.md", "w").write("\n".join(lines) + "\n")

@@ -107,11 +107,17 @@ unsafe fn fma_peak_512() -> f64 {
 }
 
 /// Seconds per product on AMX tiles (`cpu_amx`, f32-accurate; weight packed once, outside the timing),
-/// the median of 7 runs of 10 calls.
+/// the median of 7 runs of 10 calls. Varied operands, unlike the gemm rows: AMX's rate depends on the
+/// data (constant operands, whose mid and lo parts are zero, ran 10-50% faster).
 fn amx_seconds(m: usize, k: usize, n: usize) -> f64 {
     use sekator_model::cpu_amx;
-    let lhs = vec![0.5f32; m * k];
-    let rhs = cpu_amx::PackedB::new(&vec![0.25f32; k * n], [k, n]);
+    let vary = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed) % 2003) as f32 / 1000.0 - 1.0)
+            .collect()
+    };
+    let (lhs, w) = (vary(m * k, 1), vary(k * n, 2));
+    let rhs = cpu_amx::PackedB::new(&w, [k, n]);
     let mut dst = vec![0f32; m * n];
     let mut call = || cpu_amx::matmul(&mut dst, n, cpu_amx::Lhs(&lhs, k), &rhs, m, false);
     call();
@@ -123,8 +129,29 @@ fn amx_seconds(m: usize, k: usize, n: usize) -> f64 {
         })
         .collect();
     runs.sort_by(f64::total_cmp);
-    assert_eq!(dst[0], 0.125 * k as f32, "the product is wrong");
+    let want: f64 = (0..k).map(|p| lhs[p] as f64 * w[p * n] as f64).sum();
+    let scale: f64 = (0..k)
+        .map(|p| (lhs[p] as f64 * w[p * n] as f64).abs())
+        .sum();
+    assert!(
+        (dst[0] as f64 - want).abs() <= 1e-6 * scale,
+        "the product is wrong"
+    );
     runs[3]
+}
+
+/// GFLOP/s each of two products timed by `secs` at once on their own threads.
+fn two_in_flight(m: usize, k: usize, n: usize, secs: fn(usize, usize, usize) -> f64) -> f64 {
+    let each: Vec<f64> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..2).map(|_| s.spawn(move || secs(m, k, n))).collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("product thread"))
+            .collect()
+    });
+    each.iter()
+        .map(|t| 2.0 * (m * k * n) as f64 / t / 1e9)
+        .sum::<f64>()
+        / 2.0
 }
 
 fn main() {
@@ -154,38 +181,14 @@ fn main() {
             let (m, k, n) = (*m, *k, *n);
             let gflops = 2.0 * (m * k * n) as f64 / amx_seconds(m, k, n) / 1e9;
             println!("{{\"impl\": \"amx\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"threads\": 1, \"gflops\": {gflops:.1}}}");
-            let each: Vec<f64> = std::thread::scope(|s| {
-                let runs: Vec<_> = (0..2)
-                    .map(|_| s.spawn(move || amx_seconds(m, k, n)))
-                    .collect();
-                runs.into_iter()
-                    .map(|r| r.join().expect("amx thread"))
-                    .collect()
-            });
-            let gflops = each
-                .iter()
-                .map(|t| 2.0 * (m * k * n) as f64 / t / 1e9)
-                .sum::<f64>()
-                / 2.0;
+            let gflops = two_in_flight(m, k, n, amx_seconds);
             println!("{{\"impl\": \"amx, 2 in flight\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"threads\": 1, \"gflops\": {gflops:.1}}}");
         }
     }
     // Two one-thread products at once (each batch in flight runs its gemm calls on its own core): the
     // rate each gets when both cores are busy, which is what sekator's kernels can reach.
     for (m, k, n) in SHAPES {
-        let each: Vec<f64> = std::thread::scope(|s| {
-            let runs: Vec<_> = (0..2)
-                .map(|_| s.spawn(move || seconds(m, k, n, 1)))
-                .collect();
-            runs.into_iter()
-                .map(|r| r.join().expect("gemm thread"))
-                .collect()
-        });
-        let gflops = each
-            .iter()
-            .map(|t| 2.0 * (m * k * n) as f64 / t / 1e9)
-            .sum::<f64>()
-            / 2.0;
+        let gflops = two_in_flight(m, k, n, |m, k, n| seconds(m, k, n, 1));
         println!("{{\"impl\": \"gemm, 2 in flight\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"threads\": 1, \"gflops\": {gflops:.1}}}");
     }
 }

@@ -589,6 +589,14 @@ mod imp {
         asm!("tilerelease", options(nostack, nomem));
     }
 
+    /// The four accumulators plus (A rows 0-15, 16-31 in tmm4, tmm5) x (B columns 0-15, 16-31 in tmm6, tmm7).
+    macro_rules! products {
+        () => {
+            "tdpbf16ps tmm0, tmm4, tmm6\ntdpbf16ps tmm1, tmm4, tmm7\n\
+             tdpbf16ps tmm2, tmm5, tmm6\ntdpbf16ps tmm3, tmm5, tmm7"
+        };
+    }
+
     /// The six part products of one 32-wide chunk into the four accumulators: A rows at `a0` (hi at +0,
     /// mid at +64, lo at +128 bytes; the second row tile `16 * a_rs` further), B column tiles at `b0`
     /// and `b1` (hi, mid, lo 1 KiB apart). The terms, smallest first, then each changing one operand:
@@ -600,40 +608,22 @@ mod imp {
             "tileloadd tmm5, [{a1} + {sa}*1]",
             "tileloadd tmm6, [{b0} + {sb}*1 + 2048]",
             "tileloadd tmm7, [{b1} + {sb}*1 + 2048]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
+            products!(),
             "tileloadd tmm6, [{b0} + {sb}*1]",
             "tileloadd tmm7, [{b1} + {sb}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
+            products!(),
             "tileloadd tmm6, [{b0} + {sb}*1 + 1024]",
             "tileloadd tmm7, [{b1} + {sb}*1 + 1024]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
+            products!(),
             "tileloadd tmm4, [{a0} + {sa}*1 + 64]",
             "tileloadd tmm5, [{a1} + {sa}*1 + 64]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
+            products!(),
             "tileloadd tmm6, [{b0} + {sb}*1]",
             "tileloadd tmm7, [{b1} + {sb}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
+            products!(),
             "tileloadd tmm4, [{a0} + {sa}*1 + 128]",
             "tileloadd tmm5, [{a1} + {sa}*1 + 128]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
+            products!(),
             a0 = in(reg) a0,
             a1 = in(reg) a0.add(TILE_ROWS * a_rs),
             sa = in(reg) a_rs,
