@@ -19,6 +19,20 @@ const SHAPES: [(usize, usize, usize); 4] = [
     (384, 2048, 1536),
 ];
 
+/// Seconds per `call()` after one untimed call: the median of 7 runs of 10 calls.
+fn median_seconds(mut call: impl FnMut()) -> f64 {
+    call();
+    let mut runs: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            (0..10).for_each(|_| call());
+            t.elapsed().as_secs_f64() / 10.0
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    runs[3]
+}
+
 /// Seconds per `dst = lhs[m, k] @ rhs[k, n]` (row-major), the median of 7 runs of 10 calls.
 fn seconds(m: usize, k: usize, n: usize, threads: usize) -> f64 {
     let lhs = vec![0.5f32; m * k];
@@ -28,7 +42,7 @@ fn seconds(m: usize, k: usize, n: usize, threads: usize) -> f64 {
         1 => gemm::Parallelism::None,
         t => gemm::Parallelism::Rayon(t),
     };
-    let mut call = || unsafe {
+    let secs = median_seconds(|| unsafe {
         // dst = 0 * dst + 1 * lhs @ rhs; strides: (column, row) in elements
         gemm::gemm(
             m,
@@ -51,18 +65,9 @@ fn seconds(m: usize, k: usize, n: usize, threads: usize) -> f64 {
             false,
             par,
         )
-    };
-    call();
-    let mut runs: Vec<f64> = (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            (0..10).for_each(|_| call());
-            t.elapsed().as_secs_f64() / 10.0
-        })
-        .collect();
-    runs.sort_by(f64::total_cmp);
+    });
     assert_eq!(dst[0], 0.125 * k as f32, "the product is wrong");
-    runs[3]
+    secs
 }
 
 /// GFLOP/s of twelve independent chains of 8-lane fused multiply-adds on this thread: the core's
@@ -107,7 +112,7 @@ unsafe fn fma_peak_512() -> f64 {
 }
 
 /// Seconds per product on AMX tiles (`cpu_amx`, f32-accurate; weight packed once, outside the timing),
-/// the median of 7 runs of 10 calls. Varied operands, unlike the gemm rows: AMX's rate depends on the
+/// as [`median_seconds`] times it. Varied operands, unlike the gemm rows: AMX's rate depends on the
 /// data (constant operands, whose mid and lo parts are zero, ran 10-50% faster).
 fn amx_seconds(m: usize, k: usize, n: usize) -> f64 {
     use sekator_model::cpu_amx;
@@ -119,16 +124,8 @@ fn amx_seconds(m: usize, k: usize, n: usize) -> f64 {
     let (lhs, w) = (vary(m * k, 1), vary(k * n, 2));
     let rhs = cpu_amx::PackedB::new(&w, [k, n]);
     let mut dst = vec![0f32; m * n];
-    let mut call = || cpu_amx::matmul(&mut dst, n, cpu_amx::Lhs(&lhs, k), &rhs, m, false);
-    call();
-    let mut runs: Vec<f64> = (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            (0..10).for_each(|_| call());
-            t.elapsed().as_secs_f64() / 10.0
-        })
-        .collect();
-    runs.sort_by(f64::total_cmp);
+    let secs =
+        median_seconds(|| cpu_amx::matmul(&mut dst, n, cpu_amx::Lhs(&lhs, k), &rhs, m, false));
     let want: f64 = (0..k).map(|p| lhs[p] as f64 * w[p * n] as f64).sum();
     let scale: f64 = (0..k)
         .map(|p| (lhs[p] as f64 * w[p * n] as f64).abs())
@@ -137,7 +134,7 @@ fn amx_seconds(m: usize, k: usize, n: usize) -> f64 {
         (dst[0] as f64 - want).abs() <= 1e-6 * scale,
         "the product is wrong"
     );
-    runs[3]
+    secs
 }
 
 /// GFLOP/s each of two products timed by `secs` at once on their own threads.
